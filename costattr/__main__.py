@@ -1,0 +1,3 @@
+from costattr.cli import main
+
+raise SystemExit(main())

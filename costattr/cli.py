@@ -1,0 +1,98 @@
+"""The command line: a thin edge. Each subcommand lives in costattr/commands/<name>.py and is
+imported only when it runs, so `costattr --help` and the hook start fast."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from costattr import __version__
+from costattr.errors import EXIT_BUG, CostattrError
+
+# name -> (module under costattr.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sessions": ("sessions", "Sessions and their exact cost, straight from the transcripts."),
+    "upload": ("upload", "Record the spend behind this commit in the ledger (the hook's work)."),
+    "base": ("base", "Print the running total to pass later as `upload --base`."),
+    "report": ("report", "Roll the ledger up by issue, PR, branch, session, model, day, ..."),
+    "comment": ("comment", "Post or update the sticky cost comment on a GitHub pull request."),
+    "install": ("install", "Install the post-commit hook in this repository."),
+    "init": ("init", "Write a commented .costattr.toml for this repository."),
+    "sync": ("sync", "Deliver the outbox and merge the shared ledger (memory API, git notes)."),
+    "pricing": ("pricing", "Show the price table, or update it from a LiteLLM price file."),
+    "doctor": ("doctor", "Where costattr looks, what it finds, and what is misconfigured."),
+    "demo": ("demo", "Run the whole flow on throw-away demo data and print the issue report."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"costattr.commands.{COMMANDS[cmd_name][0]}")
+        return module.command  # type: ignore[no-any-return]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help without importing every command module.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="costattr")
+@click.option("-v", "--verbose", is_flag=True, help="Say where and why lines were skipped; show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """costattr: what each issue and pull request cost in AI-assistant spend.
+
+    \b
+    Example:
+      costattr demo                      # see it work on built-in data
+      costattr install                   # record spend on every commit
+      costattr report --by issue
+    """
+    ctx.obj = {"verbose": verbose}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI, mapping the one expected error type to exit 1 and anything else to exit 3."""
+    try:
+        cli.main(args=argv, prog_name="costattr", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except CostattrError as e:
+        click.echo(f"costattr: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception:
+        from costattr.logs import log_exception
+
+        where = log_exception("unexpected error")
+        click.echo(f"costattr: unexpected error: {sys.exc_info()[1]!r}", err=True)
+        if os.environ.get("COSTATTR_DEBUG") or "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
+            traceback.print_exc()
+        click.echo(f"  this is a bug; the traceback is in {where}", err=True)
+        return EXIT_BUG
+    return 0
+
+
+def verbose(ctx: click.Context | Any) -> bool:
+    root = ctx.find_root() if isinstance(ctx, click.Context) else None
+    return bool(root and root.obj and root.obj.get("verbose"))

@@ -1,0 +1,39 @@
+"""The one expected error type, mapped to an exit code at the CLI edge (pre-commit style)."""
+
+from __future__ import annotations
+
+# Exit codes that mean something to scripts and CI.
+EXIT_OK = 0
+EXIT_ERROR = 1  # an expected, explained failure (bad config, corrupt ledger, ...)
+EXIT_USAGE = 2  # click's own code for bad arguments
+EXIT_BUG = 3  # an unexpected exception: a bug, logged with a traceback
+
+
+class CostattrError(Exception):
+    """A failure the user can act on: `message` says what happened, `hint` what to do next."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(CostattrError):
+    pass
+
+
+class LedgerCorrupt(CostattrError):
+    pass
+
+
+class NotAGitRepo(CostattrError):
+    pass
+
+
+class RemoteError(CostattrError):
+    """A shared ledger or API could not be reached or refused us."""

@@ -1,0 +1,218 @@
+"""Plain data shared by every stage of the pipeline.
+
+Hot-path records (one per API call) are slotted dataclasses; pydantic is kept for the edges
+where data comes back from disk or the network (ledger entries, price files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TOKEN_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read", "reasoning")
+
+CostSource = Literal["estimated", "authoritative"]
+
+
+@dataclass(slots=True)
+class Tokens:
+    """Token counts with one meaning across assistants.
+
+    `input` never includes cached tokens; `output` includes reasoning; `reasoning` is informational.
+    """
+
+    input: int = 0
+    output: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    cache_read: int = 0
+    reasoning: int = 0
+
+    def add(self, other: Tokens) -> None:
+        self.input += other.input
+        self.output += other.output
+        self.cache_write_5m += other.cache_write_5m
+        self.cache_write_1h += other.cache_write_1h
+        self.cache_read += other.cache_read
+        self.reasoning += other.reasoning
+
+    @property
+    def cache_write(self) -> int:
+        return self.cache_write_5m + self.cache_write_1h
+
+    @property
+    def prompt_total(self) -> int:
+        """Everything the model read: the long-context threshold applies to this."""
+        return self.input + self.cache_write_5m + self.cache_write_1h + self.cache_read
+
+    @property
+    def total(self) -> int:
+        return self.prompt_total + self.output
+
+    def cache_pct(self) -> float:
+        return cache_pct(self.input, self.cache_write, self.cache_read)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_write_5m": self.cache_write_5m,
+            "cache_write_1h": self.cache_write_1h,
+            "cache_read": self.cache_read,
+            "reasoning": self.reasoning,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int] | None) -> Tokens:
+        if not d:
+            return cls()
+        return cls(**{k: int(d.get(k, 0) or 0) for k in TOKEN_FIELDS})
+
+
+def cache_pct(input_tokens: int, cache_write: int, cache_read: int) -> float:
+    """Share of prompt tokens served from cache, in percent, one decimal (CloudClawer's cache_pct)."""
+    prompt = input_tokens + cache_write + cache_read
+    return round(100.0 * cache_read / prompt, 1) if prompt else 0.0
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """One API call, deduplicated, as any assistant's adapter reports it."""
+
+    tool: str
+    session_id: str
+    key: str  # stable dedup key: same request seen in several lines or files -> same key
+    ts: str  # ISO-8601 UTC, ending in Z
+    model: str
+    cwd: str
+    git_branch: str | None
+    tokens: Tokens
+    is_sidechain: bool = False
+    agent_id: str | None = None
+    speed: str | None = None  # "fast" bills at a multiplier
+    recorded_cost: str | None = None  # costUSD written by the tool itself (old Claude Code)
+    file: str = ""
+    offset: int = 0
+    # Filled in by pricing:
+    cost: Decimal | None = None  # None = unpriced (unknown model), never a silent $0
+    cost_source: CostSource = "estimated"
+
+    @property
+    def priced(self) -> bool:
+        return self.cost is not None
+
+
+@dataclass(slots=True)
+class ScanStats:
+    files: int = 0
+    bytes_read: int = 0
+    lines: int = 0
+    skipped_lines: int = 0
+    cached_files: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    skipped_where: list[str] = field(default_factory=list)  # "file:line: reason", capped
+
+    def skip(self, reason: str, where: str | None = None) -> None:
+        self.skipped_lines += 1
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+        if where is not None and len(self.skipped_where) < 200:
+            self.skipped_where.append(f"{where}: {reason}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Ledger records (what hooks write and reports read). Money is a float only here, at the JSON
+# edge; readers turn it back into Decimal through its repr so sums stay exact.
+
+SCHEMA_VERSION = 1
+
+
+class TokensModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    input: int = 0
+    output: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    cache_read: int = 0
+    reasoning: int = 0
+
+
+class ModelUsage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    requests: int = 0
+    cost_usd: float = 0.0
+    unpriced_requests: int = 0
+    tokens: TokensModel = Field(default_factory=TokensModel)
+
+
+class Segment(BaseModel):
+    """The part of one session's spend attributed to one (branch, commit)."""
+
+    model_config = ConfigDict(extra="ignore")
+    branch: str | None = None  # None: spend that could not be tied to any branch
+    commit: str | None = None  # None: still open (no commit on this branch yet)
+    issue: str | None = None  # primary issue key
+    related_issues: list[str] = Field(default_factory=list)
+    prs: list[int] = Field(default_factory=list)
+    commit_message: str | None = None  # first line, for reports and PR comments
+    tokens: TokensModel = Field(default_factory=TokensModel)
+    cost_usd: float = 0.0
+    requests: int = 0
+    unpriced_requests: int = 0
+    authoritative_usd: float = 0.0  # the part of cost_usd the tool itself recorded
+    first_ts: str | None = None
+    last_ts: str | None = None
+    models: dict[str, ModelUsage] = Field(default_factory=dict)
+    note: str | None = None  # e.g. "before --base"
+
+
+class LedgerEntry(BaseModel):
+    """One session's cumulative state, keyed by session_id (CloudClawer's entry, extended)."""
+
+    model_config = ConfigDict(extra="allow")
+    # CloudClawer fields
+    session_id: str
+    cost_usd: float = 0.0
+    cache_pct: float = 0.0
+    cost_str: str = ""
+    branch: str | None = None
+    commit: str | None = None
+    prs: list[int] = Field(default_factory=list)
+    updated_at: float = 0.0
+    # costattr fields
+    schema_version: int = SCHEMA_VERSION
+    tool: str = "claude"
+    repo: str | None = None
+    host: str | None = None
+    author: str | None = None
+    cwd: str | None = None
+    issues: list[str] = Field(default_factory=list)
+    tokens: TokensModel = Field(default_factory=TokensModel)
+    models: list[str] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    base_usd: float | None = None
+    cost_source: str = "estimated"  # estimated | authoritative | mixed
+    unpriced_requests: int = 0
+    requests: int = 0
+    first_ts: str | None = None
+    last_ts: str | None = None
+    price_table_date: str | None = None
+
+
+def newer_entry(a: LedgerEntry, b: LedgerEntry) -> LedgerEntry:
+    """Merge rule for two copies of one session's entry: the newer wins (ties: more requests)."""
+    return a if (a.updated_at, a.requests, a.cost_usd) >= (b.updated_at, b.requests, b.cost_usd) else b
+
+
+def money(value: float | Decimal | int | str) -> Decimal:
+    """A JSON number back into exact Decimal (through repr, so 0.1 stays 0.1)."""
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def to_json_money(value: Decimal) -> float:
+    """Decimal to the JSON edge; 10 decimal places keeps every sub-cent figure exact in practice."""
+    return float(value.quantize(Decimal("1e-10")))

@@ -1,0 +1,141 @@
+"""The small protocol every assistant adapter implements, and the helpers they share.
+
+An adapter turns the bytes of one transcript file into normalised usage records. It is pure:
+given the bytes appended since the last read and the state it left behind, it returns the new
+records and its new state, so the scan engine can cache per file and read only what was added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+# Per-request token counts above this are not real (a whole 1M context is 10^6); such lines are
+# treated as corrupt rather than allowed to swamp a report.
+MAX_TOKENS_PER_REQUEST = 10**9
+
+# A stored record, compact for the cache:
+# (key, ts, model, cwd, branch, is_sidechain, agent_id, speed, recorded_cost, session_id, offset,
+#  input, output, cache_write_5m, cache_write_1h, cache_read, reasoning)
+Record = tuple[Any, ...]
+R_KEY, R_TS, R_MODEL, R_CWD, R_BRANCH, R_SIDECHAIN, R_AGENT, R_SPEED, R_COST, R_SESSION, R_OFFSET = range(11)
+R_TOKENS = slice(11, 17)
+
+
+def record_token_total(rec: Record) -> int:
+    return rec[11] + rec[12] + rec[13] + rec[14] + rec[15]
+
+
+@dataclass
+class FileParse:
+    """What an adapter made of one file so far: the unit the parse cache stores."""
+
+    records: dict[str, Record] = field(default_factory=dict)  # key -> best record in this file
+    offset: int = 0  # bytes consumed: always the end of a complete line
+    skipped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    where: list[str] = field(default_factory=list)
+    parser_state: dict[str, Any] = field(default_factory=dict)  # adapter-specific carry-over
+
+    def skip(self, reason: str, line_no: int | None, path: str) -> None:
+        self.skipped += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if len(self.where) < 50:
+            self.where.append(f"{path}:{line_no if line_no is not None else '?'}: {reason}")
+
+    def keep(self, rec: Record) -> None:
+        """Keep one record per key: the most complete copy (see `better`)."""
+        old = self.records.get(rec[R_KEY])
+        if old is None or better(rec, old):
+            self.records[rec[R_KEY]] = rec
+
+
+def better(new: Record, old: Record) -> bool:
+    """Whether `new` should replace `old` for the same request.
+
+    Streaming writes early lines with placeholder output counts, so the copy with the most tokens
+    is the complete one. A sidechain replay never beats the original. Ties are broken by values
+    only (never by reading order), so every scan order gives the same owner.
+    """
+    if new[R_SIDECHAIN] != old[R_SIDECHAIN]:
+        return not new[R_SIDECHAIN]
+    nt, ot = record_token_total(new), record_token_total(old)
+    if nt != ot:
+        return nt > ot
+    return (new[R_TS], new[R_SESSION], new[R_OFFSET]) < (old[R_TS], old[R_SESSION], old[R_OFFSET])
+
+
+class Source(Protocol):
+    """One assistant's transcripts."""
+
+    name: str
+
+    def roots(self) -> list[Path]:
+        """Directories to look in, in priority order (they may not exist)."""
+        ...
+
+    def discover(self) -> Iterator[Path]:
+        """Every transcript file under the roots."""
+        ...
+
+    def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
+        """Fold the complete lines of `data` (read from `base_offset`) into `state`."""
+        ...
+
+
+def iter_complete_lines(data: bytes, needles: tuple[bytes, ...]) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, line) for complete lines that contain any needle.
+
+    Lines without a needle are never split out or decoded: most transcript bytes are tool output
+    that carries no usage, and skipping them with bytes.find is what makes a scan fast.
+    """
+    end_of_data = data.rfind(b"\n") + 1  # a torn last line is left for a later read
+    hits: list[int] = []
+    for needle in needles:
+        pos = data.find(needle, 0, end_of_data)
+        while pos != -1:
+            hits.append(pos)
+            pos = data.find(needle, pos + len(needle), end_of_data)
+    if len(needles) > 1:
+        hits.sort()
+    last_start = -1
+    for pos in hits:
+        start = data.rfind(b"\n", 0, pos) + 1
+        if start == last_start:
+            continue
+        last_start = start
+        end = data.find(b"\n", pos)
+        yield start, data[start:end]
+
+
+def consumed_length(data: bytes) -> int:
+    """Bytes of `data` made of complete lines: what a cursor may move past."""
+    return data.rfind(b"\n") + 1
+
+
+def line_number(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def as_count(value: Any) -> int | None:
+    """A token count, or None when the value is not a plausible one (wrong type, negative, absurd)."""
+    if value is None:
+        return 0
+    if type(value) is not int:  # bool is an int subclass: reject it too
+        return None
+    if value < 0 or value > MAX_TOKENS_PER_REQUEST:
+        return None
+    return value
+
+
+def clean_text(value: Any) -> str:
+    """A string safe to store and print: lone surrogates from binary tool output become U+FFFD."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

@@ -1,0 +1,169 @@
+"""Claude Code transcripts: `projects/**/*.jsonl`, one line per content block.
+
+Only assistant lines carry spend. Every content block of one response repeats the response's
+usage, so a response is counted once, by (message.id, requestId), keeping its most complete copy.
+Subagent files and the `progress` lines that replay subagent messages fold into the parent
+session and dedupe against each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from costattr import paths
+from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, line_number
+
+NEEDLES = (b'"usage"',)
+IGNORED_NAMES = {"journal.jsonl"}
+
+
+def normalise_ts(value: Any) -> str | None:
+    """ISO-8601 in UTC with a Z, or None when it is not a timestamp."""
+    if not isinstance(value, str) or len(value) < 19 or value[10] != "T":
+        return None
+    if value.endswith("Z") and len(value) <= 30:
+        try:
+            datetime.fromisoformat(value[:-1])
+        except ValueError:
+            return None
+        return value
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def session_from_path(path: Path) -> str | None:
+    """The parent session a file belongs to, when its location says (None: read it from lines)."""
+    if path.parent.name == "subagents":
+        return path.parent.parent.name
+    if path.stem.startswith("agent-"):
+        return None  # pre-2.1.2 flat subagent file: its lines carry the parent sessionId
+    return path.stem
+
+
+class ClaudeSource:
+    name = "claude"
+
+    def roots(self) -> list[Path]:
+        return paths.claude_project_dirs()
+
+    def discover(self) -> Iterator[Path]:
+        for root in self.roots():
+            if not root.is_dir():
+                continue
+            for path in sorted(root.rglob("*.jsonl")):
+                if path.name in IGNORED_NAMES or ".orphaned" in path.name or "tool-results" in path.parts:
+                    continue
+                yield path
+
+    def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
+        path_session = session_from_path(path)
+        spath = str(path)
+        for start, line in iter_complete_lines(data, NEEDLES):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                state.skip("malformed JSON", line_number(data, start) if len(data) < 1 << 20 else None, spath)
+                continue
+            reason = self._fold_line(obj, state, path_session, spath, base_offset + start)
+            if reason:
+                state.skip(reason, line_number(data, start) if len(data) < 1 << 20 else None, spath)
+        return state
+
+    @staticmethod
+    def _fold_line(obj: Any, state: FileParse, path_session: str | None, spath: str, offset: int) -> str | None:
+        """Fold one parsed line; return why it was skipped, or None when it was fine."""
+        if not isinstance(obj, dict):
+            return "not a JSON object"
+        envelope = obj
+        kind = obj.get("type")
+        if kind == "progress":
+            data = obj.get("data")
+            inner = data.get("message") if isinstance(data, dict) else None
+            if not isinstance(inner, dict) or inner.get("type") != "assistant":
+                return None  # hook/tool progress without a replayed message: bookkeeping
+            obj = inner
+        elif kind not in ("assistant", None):
+            return None  # user lines (toolUseResult.usage is a summary, never spend), system, ...
+        message = obj.get("message")
+        if not isinstance(message, dict):
+            return None if kind is None else "assistant line without a message"
+        if kind is None and message.get("role") != "assistant":
+            return None
+        usage = message.get("usage")
+        if not isinstance(usage, dict):
+            return "assistant line without usage" if "usage" in message else None
+        model = message.get("model")
+        if model == "<synthetic>" or obj.get("isApiErrorMessage") is True:
+            return None  # produced locally: not a model, not spend
+        if model is not None and not isinstance(model, str):
+            return "model is not a string"
+
+        inp = as_count(usage.get("input_tokens"))
+        out = as_count(usage.get("output_tokens"))
+        cw_total = as_count(usage.get("cache_creation_input_tokens"))
+        cr = as_count(usage.get("cache_read_input_tokens"))
+        if inp is None or out is None or cw_total is None or cr is None:
+            return "implausible token counts"
+        cw5, cw1 = cw_total, 0
+        split = usage.get("cache_creation")
+        if isinstance(split, dict):
+            e5 = as_count(split.get("ephemeral_5m_input_tokens"))
+            e1 = as_count(split.get("ephemeral_1h_input_tokens"))
+            if e5 is None or e1 is None:
+                return "implausible token counts"
+            if e5 + e1:
+                cw5, cw1 = e5, e1
+
+        ts = normalise_ts(obj.get("timestamp"))
+        if ts is None:
+            return "missing or invalid timestamp"
+        session = path_session or obj.get("sessionId") or envelope.get("sessionId")
+        if not isinstance(session, str) or not session:
+            return "no session id"
+
+        msg_id = message.get("id")
+        request_id = obj.get("requestId")
+        if isinstance(msg_id, str) and msg_id:
+            key = f"c:{msg_id}|{request_id}" if isinstance(request_id, str) and request_id else f"c:{msg_id}"
+        else:
+            uuid = obj.get("uuid")
+            key = f"c:u:{uuid}" if isinstance(uuid, str) and uuid else f"c:f:{spath}:{offset}"
+
+        cost = obj.get("costUSD")
+        recorded = repr(float(cost)) if type(cost) in (int, float) and cost >= 0 else None
+        speed = usage.get("speed")
+        branch = obj.get("gitBranch", envelope.get("gitBranch"))
+        cwd = obj.get("cwd") or envelope.get("cwd")
+        agent = obj.get("agentId") or envelope.get("agentId")
+        state.keep(
+            (
+                key,
+                ts,
+                clean_text(model) if model else "",
+                clean_text(cwd),
+                clean_text(branch) or None,
+                bool(obj.get("isSidechain") or envelope.get("isSidechain")),
+                clean_text(agent) or None,
+                speed if speed == "fast" else None,
+                recorded,
+                clean_text(session),
+                offset,
+                inp,
+                out,
+                cw5,
+                cw1,
+                cr,
+                0,
+            )
+        )
+        return None

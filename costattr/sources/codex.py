@@ -1,0 +1,121 @@
+"""OpenAI Codex CLI rollouts: `sessions/**/rollout-*.jsonl` and `archived_sessions/`.
+
+Spend comes from `token_count` events. Their `total_token_usage` is cumulative per thread, so an
+event counts only when the total advanced (Codex re-emits unchanged events), and the running
+total doubles as a global dedup key: a fork replays its parent's events with the parent's totals,
+and an archived copy of a rollout repeats them too; both collapse onto the original.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from costattr import paths
+from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, line_number
+from costattr.sources.claude import normalise_ts
+
+NEEDLES = (b'"session_meta"', b'"turn_context"', b'"token_count"')
+UUID_TAIL = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
+UNKNOWN_MODEL = ""  # no turn_context seen: the request is reported as unpriced, not guessed
+
+
+def _usage_tuple(usage: Any) -> tuple[int, int, int, int] | None:
+    """(input incl. cached, cached, output incl. reasoning, reasoning), or None if implausible."""
+    if not isinstance(usage, dict):
+        return None
+    inp = as_count(usage.get("input_tokens"))
+    cached = as_count(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")))
+    out = as_count(usage.get("output_tokens"))
+    reasoning = as_count(usage.get("reasoning_output_tokens"))
+    if inp is None or cached is None or out is None or reasoning is None:
+        return None
+    return inp, min(cached, inp), out, reasoning
+
+
+class CodexSource:
+    name = "codex"
+
+    def roots(self) -> list[Path]:
+        return paths.codex_session_dirs()
+
+    def discover(self) -> Iterator[Path]:
+        for root in self.roots():
+            if root.is_dir():
+                yield from sorted(root.rglob("rollout-*.jsonl"))
+
+    def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
+        st = state.parser_state
+        if "session" not in st:
+            m = UUID_TAIL.search(path.stem)
+            st.update(session=m.group(1) if m else path.stem, cwd="", branch=None, model=UNKNOWN_MODEL,
+                      total=None, meta_seen=False)
+        spath = str(path)
+        for start, line in iter_complete_lines(data, NEEDLES):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                state.skip("malformed JSON", line_number(data, start) if len(data) < 1 << 20 else None, spath)
+                continue
+            reason = self._fold_line(obj, state, st, base_offset + start)
+            if reason:
+                state.skip(reason, line_number(data, start) if len(data) < 1 << 20 else None, spath)
+        return state
+
+    @staticmethod
+    def _fold_line(obj: Any, state: FileParse, st: dict[str, Any], offset: int) -> str | None:
+        if not isinstance(obj, dict):
+            return "not a JSON object"
+        kind = obj.get("type")
+        payload = obj.get("payload")
+        if not isinstance(payload, dict):
+            return None if kind not in ("session_meta", "turn_context", "event_msg") else "payload is not an object"
+        if kind == "session_meta":
+            if not st["meta_seen"]:  # the first session_meta is canonical; a fork repeats its parent's
+                st["meta_seen"] = True
+                if isinstance(payload.get("id"), str) and payload["id"]:
+                    st["session"] = clean_text(payload["id"])
+                st["cwd"] = clean_text(payload.get("cwd"))
+                git = payload.get("git")
+                if isinstance(git, dict):
+                    st["branch"] = clean_text(git.get("branch")) or None
+            return None
+        if kind == "turn_context":
+            if isinstance(payload.get("model"), str):
+                st["model"] = clean_text(payload["model"])
+            if isinstance(payload.get("cwd"), str) and payload["cwd"]:
+                st["cwd"] = clean_text(payload["cwd"])
+            return None
+        if kind != "event_msg" or payload.get("type") != "token_count":
+            return None
+        info = payload.get("info")
+        if info is None:
+            return None  # a rate-limit refresh, not a request
+        if not isinstance(info, dict):
+            return "token_count info is not an object"
+        total = _usage_tuple(info.get("total_token_usage"))
+        if total is None:
+            return "implausible token counts"
+        prev = st["total"]
+        if prev is not None and list(total) == prev:
+            return None  # re-emitted event: the total did not move, nothing was spent
+        last = _usage_tuple(info["last_token_usage"]) if info.get("last_token_usage") is not None else None
+        if last is None:
+            base = prev or [0, 0, 0, 0]
+            last = tuple(max(0, t - b) for t, b in zip(total, base, strict=True))  # type: ignore[assignment]
+        st["total"] = list(total)
+        ts = normalise_ts(obj.get("timestamp"))
+        if ts is None:
+            return "missing or invalid timestamp"
+        inp, cached, out, reasoning = last  # type: ignore[misc]
+        model = info.get("model") or info.get("model_name") or st["model"]
+        key = "x:" + ",".join(map(str, total))
+        state.keep(
+            (key, ts, clean_text(model), st["cwd"], st["branch"], False, None, None, None, st["session"], offset,
+             inp - cached, out, 0, 0, cached, reasoning)
+        )
+        return None
