@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 # Per-request token counts above this are not real (a whole 1M context is 10^6); such lines are
 # treated as corrupt rather than allowed to swamp a report.
@@ -39,11 +42,11 @@ class FileParse:
     where: list[str] = field(default_factory=list)
     parser_state: dict[str, Any] = field(default_factory=dict)  # adapter-specific carry-over
 
-    def skip(self, reason: str, line_no: int | None, path: str) -> None:
+    def skip(self, reason: str, offset: int, path: str) -> None:
         self.skipped += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if len(self.where) < 50:
-            self.where.append(f"{path}:{line_no if line_no is not None else '?'}: {reason}")
+            self.where.append(f"{path} (byte {offset}): {reason}")
 
     def keep(self, rec: Record) -> None:
         """Keep one record per key: the most complete copy (see `better`)."""
@@ -115,10 +118,6 @@ def consumed_length(data: bytes) -> int:
     return data.rfind(b"\n") + 1
 
 
-def line_number(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
-
-
 def as_count(value: Any) -> int | None:
     """A token count, or None when the value is not a plausible one (wrong type, negative, absurd)."""
     if value is None:
@@ -139,3 +138,19 @@ def clean_text(value: Any) -> str:
         return value
     except UnicodeEncodeError:
         return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def loads_line(line: bytes) -> Any:
+    """Parse one JSON line; raises ValueError when it is not valid JSON in valid UTF-8.
+
+    orjson rejects JSON-escaped lone surrogates, which Claude Code does write (binary tool output
+    cut mid-character); the standard library accepts them, and clean_text repairs them later.
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(str(e)) from e

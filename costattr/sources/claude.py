@@ -13,10 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from costattr import paths
-from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, line_number
+from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line
 
 NEEDLES = (b'"usage"',)
 IGNORED_NAMES = {"journal.jsonl"}
@@ -70,13 +68,13 @@ class ClaudeSource:
         spath = str(path)
         for start, line in iter_complete_lines(data, NEEDLES):
             try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                state.skip("malformed JSON", line_number(data, start) if len(data) < 1 << 20 else None, spath)
+                obj = loads_line(line)
+            except ValueError:
+                state.skip("malformed JSON", base_offset + start, spath)
                 continue
             reason = self._fold_line(obj, state, path_session, spath, base_offset + start)
             if reason:
-                state.skip(reason, line_number(data, start) if len(data) < 1 << 20 else None, spath)
+                state.skip(reason, base_offset + start, spath)
         return state
 
     @staticmethod

@@ -1,0 +1,116 @@
+"""`costattr sessions`: one row per session, straight from the transcripts (no ledger needed)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, tzinfo
+from pathlib import Path
+from typing import Any
+
+import click
+
+from costattr.cli import verbose
+from costattr.commands.options import date_range
+from costattr.models import ScanStats, to_json_money
+from costattr.output import console, echo_json, fmt_tokens, fmt_usd, note, progress_bar
+from costattr.pipeline import in_range, priced_scan
+from costattr.sessions import SessionSummary, Spend, summarize, totals
+from costattr.sources import SOURCES
+
+
+@click.command("sessions")
+@date_range
+@click.option("--tool", type=click.Choice(sorted(SOURCES)), multiple=True, help="Only this assistant (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--cost-mode", type=click.Choice(["auto", "calculate", "display"]), default="auto", show_default=True,
+              help="auto: a cost the tool recorded wins; calculate: always tokens x list price.")
+@click.pass_context
+def command(ctx: click.Context, since: date | None, until: date | None, tz: tzinfo | None, tool: tuple[str, ...],
+            fmt: str, cost_mode: str) -> None:
+    """Every session with its tokens, cache hit rate and exact cost, newest first.
+
+    \b
+    Example:
+      costattr sessions --since 2026-11-01
+      costattr sessions --tool codex --format json | jq '.totals'
+    """
+    with progress_bar("scanning transcripts") as bar:
+        result, table = priced_scan(tool or None, mode=cost_mode, progress=bar)  # type: ignore[arg-type]
+    events = in_range(result.events, since, until, tz)
+    sessions = summarize(events)
+    total = totals(sessions)
+    if fmt == "json":
+        echo_json(_as_json(sessions, total, result.stats))
+    else:
+        _print_table(sessions, total, table.date)
+    _notes(result.stats, result.looked_in, bool(result.files), verbose(ctx))
+
+
+def _as_json(sessions: list[SessionSummary], total: Spend, stats: ScanStats) -> dict[str, Any]:
+    return {
+        "sessions": [s.as_json() for s in sessions],
+        "totals": {
+            "tokens": total.tokens.as_dict(),
+            "cost_usd": to_json_money(total.cost),
+            "sessions": len(sessions),
+            "requests": total.requests,
+            "unpriced_requests": total.unpriced_requests,
+            "cache_pct": total.tokens.cache_pct(),
+        },
+        "skipped_lines": stats.skipped_lines,
+    }
+
+
+def _print_table(sessions: list[SessionSummary], total: Spend, price_date: str) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out = console()
+    if not sessions:
+        out.print("No sessions found.")
+        return
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False, show_footer=True,
+              caption=f"prices as of {price_date}; ~ = estimated from list prices", caption_justify="left")
+    t.add_column("Session", no_wrap=True, min_width=8, footer="Total")
+    t.add_column("Last", no_wrap=True, min_width=11, footer=f"{len(sessions)} sess.")
+    t.add_column("Tool", no_wrap=True, min_width=6)
+    t.add_column("Project", no_wrap=True, overflow="ellipsis", max_width=11)
+    t.add_column("Models", no_wrap=True, overflow="ellipsis", max_width=13)
+    t.add_column("Tokens", justify="right", no_wrap=True, min_width=6, footer=fmt_tokens(total.tokens.total))
+    t.add_column("Cache", justify="right", no_wrap=True, min_width=5, footer=f"{total.tokens.cache_pct():.0f}%")
+    t.add_column("Cost", justify="right", no_wrap=True, min_width=9, footer=_cost_cell(total))
+    for s in sessions:
+        t.add_row(
+            s.session_id[:8],
+            s.last_ts[5:16].replace("T", " "),
+            s.tool,
+            Path(s.cwd).name or s.cwd,
+            ", ".join(_short_model(m) for m in s.models),
+            fmt_tokens(s.spend.tokens.total),
+            f"{s.spend.tokens.cache_pct():.0f}%",
+            _cost_cell(s.spend),
+        )
+    out.print(t)
+
+
+def _cost_cell(spend: Spend) -> str:
+    text = fmt_usd(spend.cost, estimated=spend.authoritative != spend.cost)
+    return text + (f" +{spend.unpriced_requests}?" if spend.unpriced_requests else "")
+
+
+def _short_model(model: str) -> str:
+    """`claude-sonnet-4-5-20250929` -> `sonnet-4-5`: the family and version are what people scan for."""
+    return re.sub(r"-\d{8}$", "", model.removeprefix("claude-"))
+
+
+def _notes(stats: ScanStats, looked_in: dict[str, list[Path]], found_files: bool, verbose_: bool) -> None:
+    if not found_files:
+        where = "; ".join(f"{tool}: {', '.join(str(p) for p in roots)}" for tool, roots in looked_in.items())
+        note(f"No transcripts found. Looked in {where}.")
+        note("Set CLAUDE_CONFIG_DIR or CODEX_HOME if your assistant keeps them elsewhere.")
+    if stats.skipped_lines:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(stats.skipped_reasons.items(), key=lambda kv: -kv[1]))
+        note(f"Skipped {stats.skipped_lines} unreadable line(s): {reasons}." + ("" if verbose_ else " (-v for where)"))
+        if verbose_:
+            for where in stats.skipped_where:
+                note(f"  {where}")

@@ -1,0 +1,87 @@
+"""Terminal output: stdout carries data, stderr carries chatter (progress, notes, warnings).
+
+Tables go through rich, which honours NO_COLOR and the terminal width by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+TABLE_WIDTH = 80
+
+
+def console(stderr: bool = False, width: int | None = None) -> Any:
+    from rich.console import Console
+
+    return Console(
+        file=sys.stderr if stderr else sys.stdout,
+        width=width or _width(),
+        no_color=bool(os.environ.get("NO_COLOR")),
+        highlight=False,
+        soft_wrap=False,
+    )
+
+
+def _width() -> int:
+    try:
+        cols = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        cols = 0
+    if cols <= 0:
+        cols = os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else TABLE_WIDTH
+    return max(40, min(cols, 200))
+
+
+def echo_json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def fmt_usd(value: Decimal, estimated: bool = False, places: int = 2) -> str:
+    """Money for people: cents for big figures, more digits for sub-cent ones; `~` = estimated."""
+    prefix = "~" if estimated else ""
+    if value != 0 and abs(value) < Decimal("0.01"):
+        return f"{prefix}${value:.4f}"
+    return f"{prefix}${value:,.{places}f}"
+
+
+def fmt_tokens(n: int) -> str:
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1e3:.0f}k"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A byte progress bar on stderr, only on a terminal; yields None when there is none to show."""
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,43 @@
+"""transcripts -> sources -> events -> pricing: the first half of the pipeline, in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, tzinfo
+from decimal import Decimal
+
+from costattr.models import UsageEvent
+from costattr.pricing import CostMode, load_table, price_events
+from costattr.pricing.table import PriceTable
+from costattr.scan import ProgressFn, ScanResult, scan
+
+
+def priced_scan(
+    tools: Iterable[str] | None = None,
+    *,
+    cwd_filter: Callable[[str], bool] | None = None,
+    mode: CostMode = "auto",
+    discount: Decimal = Decimal(0),
+    progress: ProgressFn | None = None,
+) -> tuple[ScanResult, PriceTable]:
+    result = scan(tools, cwd_filter=cwd_filter, progress=progress)
+    table = load_table()
+    price_events(result.events, table, mode, discount)
+    return result, table
+
+
+def local_day(ts: str, tz: tzinfo | None) -> date:
+    """The calendar day of a UTC timestamp in the user's time zone (default: the machine's)."""
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return dt.astimezone(tz).date()
+
+
+def in_range(events: Iterable[UsageEvent], since: date | None, until: date | None, tz: tzinfo | None) -> list[UsageEvent]:
+    if since is None and until is None:
+        return list(events)
+    out = []
+    for ev in events:
+        day = local_day(ev.ts, tz)
+        if (since is None or day >= since) and (until is None or day <= until):
+            out.append(ev)
+    return out
