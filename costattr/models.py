@@ -165,6 +165,9 @@ class Segment(BaseModel):
     first_ts: str | None = None
     last_ts: str | None = None
     models: dict[str, ModelUsage] = Field(default_factory=dict)
+    # Watermark of a closed segment: this branch's events up to this time belong here, so a
+    # re-run of the hook (amend, rebase) or a late-flushed line never moves spend twice.
+    until_ts: str | None = None
     note: str | None = None  # e.g. "before --base"
 
 
@@ -193,6 +196,7 @@ class LedgerEntry(BaseModel):
     models: list[str] = Field(default_factory=list)
     segments: list[Segment] = Field(default_factory=list)
     base_usd: float | None = None
+    base_until_ts: str | None = None  # events up to here were spent before the branch began
     cost_source: str = "estimated"  # estimated | authoritative | mixed
     unpriced_requests: int = 0
     requests: int = 0

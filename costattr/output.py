@@ -48,9 +48,9 @@ def note(message: str) -> None:
 
 
 def fmt_usd(value: Decimal, estimated: bool = False, places: int = 2) -> str:
-    """Money for people: cents for big figures, more digits for sub-cent ones; `~` = estimated."""
+    """Money for people: cents from $1 up, four decimals below; `~` = estimated."""
     prefix = "~" if estimated else ""
-    if value != 0 and abs(value) < Decimal("0.01"):
+    if value != 0 and abs(value) < 1:
         return f"{prefix}${value:.4f}"
     return f"{prefix}${value:,.{places}f}"
 

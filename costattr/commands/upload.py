@@ -1,0 +1,91 @@
+"""`costattr upload`: the post-commit hook's work. In hook mode it never fails a commit."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import click
+
+from costattr.errors import CostattrError
+
+
+def _usd(ctx: click.Context, param: click.Parameter, value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.strip().lstrip("$"))
+    except InvalidOperation:
+        raise click.BadParameter(f"{value!r} is not an amount in USD (e.g. 12.34)") from None
+    if amount < 0:
+        raise click.BadParameter("the base cannot be negative")
+    return amount
+
+
+@click.command("upload")
+@click.option("--pr", "prs", type=click.IntRange(min=1), multiple=True, help="Link this session to PR N (repeatable).")
+@click.option("--base", callback=_usd, help="USD spent before this branch began (from `costattr base`).")
+@click.option("--session", help="Only this session (id or prefix).")
+@click.option("--dry-run", is_flag=True, help="Show what would be recorded; write nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless something went wrong.")
+@click.option("--hook", is_flag=True, hidden=True, help="Hook mode: log any error and exit 0.")
+def command(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool,
+            hook: bool) -> None:
+    """Attribute the spend of the sessions that ran in this work tree to its branch, commit and
+    issue, and upsert one entry per session into the ledger. Prints `cost (cache hit %)` of
+    what was new.
+
+    \b
+    Example:
+      costattr upload                 # what the post-commit hook runs
+      costattr upload --pr 142 --pr 143
+      costattr upload --dry-run
+    """
+    if not hook:
+        _run(prs, base, session, dry_run, quiet)
+        return
+    try:
+        _run(prs, base, session, dry_run, quiet)
+    except Exception as e:  # the hook must never fail or block a commit
+        from costattr.logs import log_exception
+
+        where = log_exception("upload (hook)")
+        reason = e.message if isinstance(e, CostattrError) else f"{type(e).__name__}: {e}"
+        click.echo(f"costattr: spend not recorded ({reason}); details in {where}", err=True)
+
+
+def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool) -> None:
+    from costattr import gitctx
+    from costattr.config import load_config
+    from costattr.record import upload
+
+    git = gitctx.discover(Path.cwd())
+    cfg = load_config(git.workdir)
+    quiet = quiet or cfg.hook.quiet
+    result = upload(git, cfg, prs=prs, base=base, session=session, dry_run=dry_run)
+    if dry_run:
+        for entry in result.changed:
+            click.echo(f"would record {entry.session_id[:8]}: {entry.cost_str} on "
+                       f"{', '.join(sorted({s.branch or '(no branch)' for s in entry.segments}))}")
+    messages = list(result.messages)
+    if not dry_run and _shared_backend(cfg) != "json":
+        messages.append(_publish(result.changed, cfg, git.workdir))
+    if not quiet:
+        click.echo(result.summary)
+    for line in messages:
+        if line:
+            click.echo(f"costattr: {line}", err=True)
+
+
+def _shared_backend(cfg: object) -> str:
+    from costattr.ledger.select import backend_name
+
+    return backend_name(getattr(getattr(cfg, "ledger", None), "backend", None))
+
+
+def _publish(entries: list, cfg: object, workdir: Path) -> str:  # type: ignore[type-arg]
+    """Copy the new entries to the shared ledger; on failure they wait in the outbox."""
+    from costattr.ledger import open_configured
+    from costattr.ledger.outbox import publish
+
+    return publish(entries, open_configured(cfg, workdir))

@@ -1,0 +1,609 @@
+"""What a pull request cost, as one sticky Markdown comment. Pure: no network, no git, no click.
+
+Two steps, both plain functions over ledger data:
+
+* `select_pr_segments` picks the segments that belong to PR N: linked to N explicitly, made on the
+  PR's head branch, or attributed to one of the PR's commits. Each segment counts once.
+* `render_comment` turns them into the comment body: total and cache hit rate first, linked
+  issues, a per-session table, per-commit and per-model tables folded in <details>, and a footer
+  saying how much is estimated vs authoritative, unpriced and unattributed.
+
+Everything that came from a developer's machine (branch names, commit messages, model names,
+session ids, issue keys) is untrusted text in a comment the bot signs: it goes through
+`md_escape`, so it cannot break a table, inject HTML or links, forge our marker, or ping anyone.
+The body never contains a timestamp, so an unchanged ledger renders the same body and the
+sticky comment is left alone instead of being re-edited on every push.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from costattr.models import LedgerEntry, Segment, Tokens, cache_pct, money, newer_entry
+
+MARKER = "<!-- costattr:pr-cost v1 -->"
+GITHUB_BODY_LIMIT = 65_536  # GitHub answers 422 "Body is too long" above this
+MAX_BODY_CHARS = 60_000  # our cap, with room to spare (the changesets action uses the same)
+
+Selected = tuple[LedgerEntry, Segment]
+IssueUrl = Callable[[str], "str | None"]
+
+TOOL_NAMES = {"claude": "Claude Code", "codex": "Codex"}
+
+# Rows shown per table before anything else is considered; render_comment shrinks them further
+# when the body would not fit.
+DEFAULT_LIMITS: dict[str, int] = {"sessions": 50, "commits": 100, "models": 25, "issues": 20}
+
+# Caps on single fields, applied before escaping so an entity is never cut in half.
+BRANCH_CHARS = 100
+MESSAGE_CHARS = 120
+MODEL_CHARS = 60
+ISSUE_CHARS = 40
+MODELS_PER_SESSION = 3
+
+
+# ------------------------------------------------------------------------------------------------
+# Escaping
+
+
+# Characters that mean something to GitHub Markdown or HTML, as numeric entities: GitHub decodes
+# them for display, but only after tables, emphasis, links and HTML have been parsed.
+_ENTITIES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "|": "&#124;",
+    "`": "&#96;",
+    "[": "&#91;",
+    "]": "&#93;",
+    "(": "&#40;",
+    ")": "&#41;",
+    "*": "&#42;",
+    "_": "&#95;",
+    "~": "&#126;",
+    "\\": "&#92;",
+    "$": "&#36;",  # GitHub renders $...$ as math
+    "!": "&#33;",
+    "^": "&#94;",
+}
+# Entities are decoded before GitHub looks for @mentions and #references, so those need a
+# zero-width space instead: "@\u200boctocat" reads the same and pings nobody (Dependabot's trick).
+_ZWSP = "\u200b"
+_NEUTRALISE = {"@": "@" + _ZWSP, "#": "#" + _ZWSP}
+_ESCAPE_TABLE = str.maketrans({**_ENTITIES, **_NEUTRALISE})
+# Line breaks (incl. U+2028/2029/0085) and other control characters would end a table row or a
+# paragraph; bidi overrides and other format characters could make the text display as something
+# it is not ("trojan source"). All become one space.
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]+")
+_SPACES = re.compile(r"\s+")
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def md_escape(text: object, limit: int | None = None) -> str:
+    """Untrusted text made inert in GitHub Markdown: one line, no markup, no HTML, no mentions.
+
+    Safe inside a table cell, a link label, a heading or a <summary>. Not for code spans, where
+    nothing can be escaped: see `code_or_text`.
+    """
+    s = _UNSAFE_CHARS.sub(" ", str(text))
+    s = _SPACES.sub(" ", s).strip()
+    if limit is not None:
+        s = clip(s, limit)
+    return s.translate(_ESCAPE_TABLE)
+
+
+def code_or_text(text: str, pattern: re.Pattern[str]) -> str:
+    """`text` as a code span when it is harmless (matches `pattern`), else escaped plain text.
+
+    Backticks cannot be escaped inside a code span, so only text known not to contain any may
+    be put in one.
+    """
+    return f"`{text}`" if pattern.fullmatch(text) else md_escape(text, 40)
+
+
+_HEX_SHA = re.compile(r"[0-9a-f]{7,40}")
+_SESSION_SHORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,15}")
+_GITHUB_ISSUE = re.compile(r"#[0-9]{1,9}")
+
+
+def safe_url(url: str | None) -> str | None:
+    """An http(s) URL fit for a Markdown link target, or None.
+
+    Other schemes (javascript:, data:) are refused; characters that could end the link target
+    or start markup are percent-encoded.
+    """
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return urllib.parse.quote(url, safe=":/?#@!$&'*+,;=%-._~")
+
+
+# ------------------------------------------------------------------------------------------------
+# Selection
+
+
+class CommitMatcher:
+    """Is a ledger commit one of the PR's commits? Full SHAs, or prefixes of at least 7 chars
+    either way (ledgers may hold short SHAs; the API gives full ones)."""
+
+    MIN_PREFIX = 7
+
+    def __init__(self, shas: Iterable[str]) -> None:
+        self._by_prefix: dict[str, list[str]] = {}
+        for sha in shas:
+            s = sha.strip().lower()
+            if len(s) >= self.MIN_PREFIX:
+                self._by_prefix.setdefault(s[: self.MIN_PREFIX], []).append(s)
+
+    def __contains__(self, commit: object) -> bool:
+        if not isinstance(commit, str):
+            return False
+        c = commit.strip().lower()
+        if len(c) < self.MIN_PREFIX:
+            return False  # too short to tell commits apart
+        return any(full.startswith(c) or c.startswith(full) for full in self._by_prefix.get(c[: self.MIN_PREFIX], ()))
+
+
+_SLUG_TAIL = re.compile(r"([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/*$")
+_LOCAL_PATH = re.compile(r"^(?:/|~|\\|[A-Za-z]:[\\/]|file:)")
+
+
+def repo_slug(value: str | None) -> str | None:
+    """`owner/name` (lower case) from a slug, `host/owner/name`, or a remote URL; None when the
+    value is not recognisably a hosted repository (a local path, say)."""
+    if not value:
+        return None
+    v = value.strip()
+    if _LOCAL_PATH.match(v):
+        return None
+    m = _SLUG_TAIL.search(v)
+    return f"{m[1]}/{m[2]}".lower() if m else None
+
+
+def _repo_matches(entry_repo: str | None, wanted: set[str]) -> bool:
+    # A shared ledger (memory API) spans every repository a developer works in, and PR numbers
+    # and branch names repeat across repositories: an entry that names another repository is
+    # not this PR's. Entries that name none, or name it in a form we cannot read, are kept:
+    # hiding spend is worse than showing it.
+    slug = repo_slug(entry_repo)
+    return slug is None or slug in wanted
+
+
+def _unique_entries(entries: Mapping[str, LedgerEntry] | Iterable[LedgerEntry]) -> list[LedgerEntry]:
+    items = entries.values() if isinstance(entries, Mapping) else entries
+    by_session: dict[str, LedgerEntry] = {}
+    for entry in items:
+        old = by_session.get(entry.session_id)
+        by_session[entry.session_id] = entry if old is None else newer_entry(entry, old)
+    return [by_session[sid] for sid in sorted(by_session)]
+
+
+def select_pr_segments(
+    entries: Mapping[str, LedgerEntry] | Iterable[LedgerEntry],
+    pr_number: int,
+    head_branch: str | None,
+    pr_commit_shas: Iterable[str],
+    *,
+    repos: Collection[str] = (),
+    base_branch: str | None = None,
+) -> list[Selected]:
+    """The (entry, segment) pairs whose spend belongs to PR `pr_number`, each segment once.
+
+    A segment belongs when it is linked to the PR (its own `prs`; or, when it names no PR of
+    its own, its entry's `prs`), when it was made on the head branch, or when its commit is one
+    of the PR's commits. `repos` (owner/name of the base and head repository) excludes entries
+    of other repositories. A head branch equal to `base_branch` matches nothing by name: a fork
+    PR from the contributor's `main` must not collect all of `main`'s spend.
+    """
+    commits = CommitMatcher(pr_commit_shas)
+    branch = head_branch if head_branch and head_branch != base_branch else None
+    wanted = {s for s in (repo_slug(r) for r in repos) if s}
+    out: list[Selected] = []
+    for entry in _unique_entries(entries):
+        if wanted and not _repo_matches(entry.repo, wanted):
+            continue
+        for seg in entry.segments:
+            if _segment_in_pr(entry, seg, pr_number, branch, commits):
+                out.append((entry, seg))
+    return out
+
+
+def _segment_in_pr(
+    entry: LedgerEntry, seg: Segment, pr_number: int, branch: str | None, commits: CommitMatcher
+) -> bool:
+    if pr_number in seg.prs:
+        return True
+    # A session linked with `upload --pr N` brings its spend along, except segments that say
+    # they belong to another PR (a long session that moved on to the next branch and PR).
+    if not seg.prs and pr_number in entry.prs:
+        return True
+    if branch is not None and seg.branch == branch:
+        return True
+    return seg.commit in commits
+
+
+def unattributed_segments(
+    entries: Mapping[str, LedgerEntry] | Iterable[LedgerEntry], selected: Sequence[Selected]
+) -> list[Selected]:
+    """Spend of the PR's sessions that is tied to no branch and no commit (no recorded branch,
+    or spent before `upload --base`) and was not selected: shown in the footer, never dropped
+    silently, not added to the total."""
+    chosen = {id(seg) for _, seg in selected}
+    sessions = {entry.session_id for entry, _ in selected}
+    return [
+        (entry, seg)
+        for entry in _unique_entries(entries)
+        if entry.session_id in sessions
+        for seg in entry.segments
+        if seg.branch is None and seg.commit is None and id(seg) not in chosen
+    ]
+
+
+def price_table_dates(selected: Sequence[Selected]) -> str | None:
+    """The price table date(s) the selected entries were priced with: "2025-09-30", or a range
+    when developers ran different versions, or None when the ledger does not say."""
+    dates = sorted({e.price_table_date for e, _ in selected if e.price_table_date})
+    if not dates:
+        return None
+    return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Aggregation
+
+
+@dataclass
+class Totals:
+    cost: Decimal = Decimal(0)
+    authoritative: Decimal = Decimal(0)
+    requests: int = 0
+    unpriced: int = 0
+    tokens: Tokens = field(default_factory=Tokens)
+
+    def add(self, seg: Segment) -> None:
+        self.cost += money(seg.cost_usd)
+        self.authoritative += money(seg.authoritative_usd)
+        self.requests += seg.requests
+        self.unpriced += seg.unpriced_requests
+        self.tokens.add(Tokens.from_dict(seg.tokens.model_dump()))
+
+    @property
+    def estimated(self) -> Decimal:
+        return self.cost - self.authoritative
+
+    @property
+    def cache_pct(self) -> float:
+        return self.tokens.cache_pct()
+
+
+@dataclass
+class SessionRow:
+    session_id: str
+    tool: str
+    totals: Totals = field(default_factory=Totals)
+    commits: set[str] = field(default_factory=set)
+    model_cost: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass
+class CommitRow:
+    commit: str | None  # None: spend on the branch not committed yet
+    message: str | None
+    first_ts: str
+    totals: Totals = field(default_factory=Totals)
+    sessions: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ModelRow:
+    model: str
+    requests: int = 0
+    unpriced: int = 0
+    cost: Decimal = Decimal(0)
+    tokens: Tokens = field(default_factory=Tokens)
+
+
+@dataclass
+class PrSpend:
+    """Everything the comment shows, computed once from the selected segments."""
+
+    totals: Totals
+    sessions: list[SessionRow]
+    commits: list[CommitRow]
+    models: list[ModelRow]
+    issues: list[str]
+    unattributed: Totals
+    unattributed_sessions: int
+
+
+def summarise(selected: Sequence[Selected], unattributed: Sequence[Selected] = ()) -> PrSpend:
+    totals = Totals()
+    sessions: dict[str, SessionRow] = {}
+    commits: dict[str | None, CommitRow] = {}
+    models: dict[str, ModelRow] = {}
+    issues: list[str] = []
+    for entry, seg in selected:
+        totals.add(seg)
+        srow = sessions.setdefault(entry.session_id, SessionRow(entry.session_id, entry.tool))
+        srow.totals.add(seg)
+        if seg.commit:
+            srow.commits.add(seg.commit)
+        key = seg.commit or None
+        crow = commits.get(key)
+        if crow is None:
+            crow = commits[key] = CommitRow(key, seg.commit_message, seg.first_ts or "")
+        crow.totals.add(seg)
+        crow.sessions.add(entry.session_id)
+        crow.message = crow.message or seg.commit_message
+        if seg.first_ts and (not crow.first_ts or seg.first_ts < crow.first_ts):
+            crow.first_ts = seg.first_ts
+        for name, usage in seg.models.items():
+            mrow = models.setdefault(name, ModelRow(name))
+            mrow.requests += usage.requests
+            mrow.unpriced += usage.unpriced_requests
+            mrow.cost += money(usage.cost_usd)
+            mrow.tokens.add(Tokens.from_dict(usage.tokens.model_dump()))
+            srow.model_cost[name] = srow.model_cost.get(name, Decimal(0)) + money(usage.cost_usd)
+        for key_ in [seg.issue, *seg.related_issues]:
+            if key_ and key_ not in issues:
+                issues.append(key_)
+    if not issues:
+        # Older uploads may record issue keys only on the entry.
+        for entry, _ in selected:
+            issues += [k for k in entry.issues if k and k not in issues]
+    for entry, _ in selected:
+        srow = sessions[entry.session_id]
+        if not srow.model_cost:
+            srow.model_cost = {m: Decimal(0) for m in entry.models}
+    un = Totals()
+    for _, seg in unattributed:
+        un.add(seg)
+    return PrSpend(
+        totals=totals,
+        sessions=sorted(sessions.values(), key=lambda r: (-r.totals.cost, r.session_id)),
+        # Chronological, which is commit order for one branch; uncommitted spend comes last.
+        commits=sorted(commits.values(), key=lambda r: (r.commit is None, r.first_ts, r.commit or "")),
+        models=sorted(models.values(), key=lambda r: (-r.cost, r.model)),
+        issues=issues,
+        unattributed=un,
+        unattributed_sessions=len({e.session_id for e, _ in unattributed}),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def usd(value: Decimal) -> str:
+    """$1,234.57 for amounts worth rounding to cents, $0.0041 below a cent, so small spend shows."""
+    if value == 0:
+        return "$0.00"
+    if abs(value) < Decimal("0.01"):
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+
+
+def count(n: int) -> str:
+    for size, suffix in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k")):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{suffix}"
+    return str(n)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def tool_name(tool: str) -> str:
+    return TOOL_NAMES.get(tool, md_escape(tool, 30))
+
+
+def session_label(session_id: str) -> str:
+    return code_or_text(session_id[:8], _SESSION_SHORT)
+
+
+def commit_label(commit: str | None) -> str:
+    if not commit:
+        return "_not committed yet_"
+    c = commit.strip().lower()
+    # Plain, not a code span: GitHub turns a bare SHA into a link to the commit.
+    return c[:7] if _HEX_SHA.fullmatch(c) else md_escape(commit, 12)
+
+
+def issue_link(key: str, issue_url: IssueUrl | None) -> str:
+    url = safe_url(issue_url(key)) if issue_url is not None else None
+    if url is not None:
+        return f"[{md_escape(key, ISSUE_CHARS)}]({url})"
+    if _GITHUB_ISSUE.fullmatch(key):
+        return key  # GitHub links #123 itself, in this repository
+    return md_escape(key, ISSUE_CHARS)
+
+
+def _table(header: Sequence[str], align: str, rows: Sequence[Sequence[str]], limit: int, what: str) -> list[str]:
+    """A Markdown table of at most `limit` rows, plus a line saying how many were left out."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("--:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows[:limit]]
+    omitted = len(rows) - min(limit, len(rows))
+    if omitted > 0:
+        # The blank line matters: a text line right after a table would become one more row.
+        lines += ["", f"_…and {plural(omitted, what)} more not shown ({min(limit, len(rows)):,} of {len(rows):,} listed)._"]
+    return lines
+
+
+def _session_rows(spend: PrSpend) -> list[list[str]]:
+    rows = []
+    for r in spend.sessions:
+        names = sorted(r.model_cost, key=lambda m: (-r.model_cost[m], m))
+        shown = ", ".join(md_escape(m, MODEL_CHARS) for m in names[:MODELS_PER_SESSION])
+        if len(names) > MODELS_PER_SESSION:
+            shown += f" +{len(names) - MODELS_PER_SESSION}"
+        rows.append([session_label(r.session_id), tool_name(r.tool), shown or "–", str(len(r.commits)), usd(r.totals.cost)])
+    return rows
+
+
+def _commit_rows(spend: PrSpend) -> list[list[str]]:
+    rows = []
+    for r in spend.commits:
+        sessions = ", ".join(session_label(s) for s in sorted(r.sessions)[:3])
+        if len(r.sessions) > 3:
+            sessions += f" +{len(r.sessions) - 3}"
+        message = md_escape(r.message, MESSAGE_CHARS) if r.message else ""
+        rows.append([commit_label(r.commit), sessions, usd(r.totals.cost), message])
+    return rows
+
+
+def _model_rows(spend: PrSpend) -> list[list[str]]:
+    rows = []
+    for r in spend.models:
+        cost = usd(r.cost) if not r.unpriced else f"{usd(r.cost)} + {plural(r.unpriced, 'unpriced request')}"
+        rows.append([md_escape(r.model, MODEL_CHARS), f"{r.requests:,}", count(r.tokens.total), f"{r.tokens.cache_pct():.1f}%", cost])
+    return rows
+
+
+@dataclass(frozen=True)
+class _Context:
+    pr_number: int
+    head_branch: str | None
+    price_table_date: str | None
+    issue_url: IssueUrl | None
+
+
+def _assemble(spend: PrSpend, ctx: _Context, limits: Mapping[str, int]) -> str:
+    t = spend.totals
+    title = f"### 🤖 AI assistant cost: PR #{ctx.pr_number}"
+    if ctx.head_branch:
+        title += f" · {md_escape(ctx.head_branch, BRANCH_CHARS)}"
+    out = [MARKER, title, ""]
+    if not spend.sessions:
+        out += [
+            "No AI-assistant spend found for this pull request in the costattr ledger.",
+            "",
+            "<sub>Spend is recorded by the costattr post-commit hook on developers' machines. If you "
+            "expected some, check that this job can read the shared ledger (git notes fetched, or "
+            "the memory-API key set). Updated on every push.</sub>",
+        ]
+        return "\n".join(out) + "\n"
+
+    n_commits = sum(1 for r in spend.commits if r.commit)
+    out.append(
+        f"**{usd(t.cost)}** · cache hit rate **{t.cache_pct:.1f}%** · {plural(len(spend.sessions), 'session')}"
+        f" · {plural(n_commits, 'commit')} · {count(t.tokens.total)} tokens · {plural(t.requests, 'request')}"
+    )
+    if spend.issues:
+        shown = [issue_link(k, ctx.issue_url) for k in spend.issues[: limits["issues"]]]
+        more = len(spend.issues) - len(shown)
+        label = "Linked issue" if len(spend.issues) == 1 else "Linked issues"
+        out.append("")
+        out.append(f"{label}: " + ", ".join(shown) + (f" and {more:,} more" if more > 0 else ""))
+    out.append("")
+    out += _table(("Session", "Tool", "Models", "Commits", "Cost"), "lllrr", _session_rows(spend), limits["sessions"], "session")
+    out += ["", f"<details><summary>Per commit ({len(spend.commits):,})</summary>", ""]
+    out += _table(("Commit", "Sessions", "Cost", "Message"), "llrl", _commit_rows(spend), limits["commits"], "commit")
+    out += ["", "</details>", ""]
+    if spend.models:
+        out += [f"<details><summary>Per model ({len(spend.models):,})</summary>", ""]
+        out += _table(
+            ("Model", "Requests", "Tokens", "Cache hit", "Cost"), "lrrrr", _model_rows(spend), limits["models"], "model"
+        )
+        out += ["", "</details>", ""]
+    out.append(_footer(spend, ctx))
+    return "\n".join(out) + "\n"
+
+
+def _footer(spend: PrSpend, ctx: _Context) -> str:
+    t = spend.totals
+    date = f"price table of {md_escape(ctx.price_table_date, 40)}" if ctx.price_table_date else "price table date not recorded"
+    if t.authoritative == 0:
+        parts = [f"Estimated at list prices ({date}) from the assistants' local transcripts; not an invoice."]
+    elif t.estimated == 0:
+        parts = ["All of it is the cost the assistants recorded themselves (authoritative)."]
+    else:
+        parts = [
+            f"{usd(t.estimated)} estimated at list prices ({date}), {usd(t.authoritative)} as recorded "
+            "by the assistants themselves; not an invoice."
+        ]
+    if t.unpriced:
+        unpriced = [m.model for m in spend.models if m.unpriced]
+        names = ", ".join(md_escape(m, MODEL_CHARS) for m in unpriced[:5]) + (" …" if len(unpriced) > 5 else "")
+        parts.append(
+            f"⚠️ {plural(t.unpriced, 'request')} used models with no known price"
+            + (f" ({names})" if names else "")
+            + " and are **not** in the total."
+        )
+    if spend.unattributed_sessions:
+        parts.append(
+            f"{usd(spend.unattributed.cost)} of these sessions' spend "
+            f"({plural(spend.unattributed.requests, 'request')}) is unattributed (no branch recorded, or "
+            "spent before `--base`) and not counted here."
+        )
+    parts.append("Updated by costattr on every push.")
+    return "<sub>" + " ".join(parts) + "</sub>"
+
+
+def _shrink(limits: dict[str, int], sizes: Mapping[str, int]) -> bool:
+    """Halve the table currently showing the most rows; False when nothing is left to cut."""
+    shown = {k: min(limits[k], sizes[k]) for k in limits}
+    key = max(shown, key=lambda k: (shown[k], k))
+    if shown[key] <= 1:
+        return False
+    limits[key] = shown[key] // 2
+    return True
+
+
+def _hard_cut(body: str, max_chars: int) -> str:
+    note = "\n\n_The comment was cut to fit GitHub's size limit; `costattr report` has everything._\n"
+    cut = body[: max_chars - len(note) - len("\n</details>")]
+    cut = cut[: cut.rfind("\n")] if "\n" in cut else cut
+    if cut.count("<details>") > cut.count("</details>"):
+        cut += "\n</details>"
+    return cut + note
+
+
+def render_comment(
+    selected: Sequence[Selected],
+    *,
+    pr_number: int,
+    head_branch: str | None = None,
+    price_table_date: str | None = None,
+    issue_url: IssueUrl | None = None,
+    unattributed: Sequence[Selected] = (),
+    max_chars: int = MAX_BODY_CHARS,
+    limits: Mapping[str, int] | None = None,
+) -> str:
+    """The sticky comment body (starting with MARKER), never longer than `max_chars`.
+
+    `issue_url` maps an issue key to its tracker URL (None: no link); `price_table_date` is the
+    date of the price table the estimates use; `unattributed` is the PR's sessions' branchless
+    spend (see `unattributed_segments`). Tables that do not fit are cut, saying how many rows
+    were left out.
+    """
+    spend = summarise(selected, unattributed)
+    ctx = _Context(pr_number, head_branch, price_table_date, issue_url)
+    current = dict(DEFAULT_LIMITS)
+    current.update(limits or {})
+    sizes = {
+        "sessions": len(spend.sessions),
+        "commits": len(spend.commits),
+        "models": len(spend.models),
+        "issues": len(spend.issues),
+    }
+    while True:
+        body = _assemble(spend, ctx, current)
+        if len(body) <= max_chars or not _shrink(current, sizes):
+            break
+    return body if len(body) <= max_chars else _hard_cut(body, max_chars)

@@ -1,0 +1,155 @@
+"""Render a rollup: a table for people, markdown for trackers, csv for spreadsheets, json for
+scripts, and an ncdu-style tree for drilling down."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+from costattr.output import console, fmt_tokens, fmt_usd
+from costattr.report.rollup import Rollup, Row, pct
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+
+
+def md_escape(text: str) -> str:
+    """User text (branch names, messages) made inert in markdown and HTML: no links, no tags,
+    no table breaks, no @-mentions."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"[\r\n\t]+", " ", text)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return text.replace("@", "@\u200b")
+
+
+def _duration(seconds: int) -> str:
+    if seconds <= 0:
+        return "-"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}"
+    return f"{seconds // 86400}d"
+
+
+def _cost(row: Row) -> str:
+    text = fmt_usd(row.cost, estimated=row.estimated)
+    if row.unpriced_requests:
+        text += "+?"
+    if row.over_budget:
+        text += "!"
+    return text
+
+
+def _cells(row: Row) -> list[str]:
+    return [
+        _cost(row),
+        fmt_tokens(row.tokens.total),
+        f"{row.tokens.cache_pct():.0f}%",
+        str(len(row.sessions)),
+        str(len(row.commits)),
+        (row.last_ts or "")[:10],
+        _duration(row.duration_s),
+    ]
+
+
+HEADERS = ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Time"]
+
+
+def _footnotes(roll: Rollup, price_date: str | None) -> list[str]:
+    notes = ["~ estimated from list prices" + (f" as of {price_date}" if price_date else "")]
+    if roll.total.unpriced_requests:
+        notes.append(f"+? {roll.total.unpriced_requests} request(s) of unknown models are not priced")
+    if any(r.over_budget for r in roll.rows):
+        notes.append("! over budget")
+    return notes
+
+
+def render_table(roll: Rollup, price_date: str | None = None) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out = console()
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, show_footer=True,
+              caption="; ".join(_footnotes(roll, price_date)), caption_justify="left")
+    t.add_column(roll.by.capitalize(), no_wrap=True, overflow="ellipsis", max_width=26, footer="Total")
+    for i, header in enumerate(HEADERS):
+        t.add_column(header, justify="left" if header == "Last" else "right", no_wrap=True,
+                     footer=_cells(roll.total)[i])
+    for row in roll.rows:
+        t.add_row(row.key, *_cells(row))
+    if roll.unattributed.requests:
+        t.add_row("(unattributed)", *_cells(roll.unattributed), style="dim")
+    out.print(t)
+
+
+def render_markdown(roll: Rollup, price_date: str | None = None) -> str:
+    lines = [f"| {roll.by.capitalize()} | " + " | ".join(HEADERS) + " |",
+             "|---|" + "|".join("---:" if h != "Last" else "---" for h in HEADERS) + "|"]
+    for row in roll.rows:
+        lines.append("| " + " | ".join([md_escape(row.key), *map(md_escape, _cells(row))]) + " |")
+    if roll.unattributed.requests:
+        lines.append("| _unattributed_ | " + " | ".join(map(md_escape, _cells(roll.unattributed))) + " |")
+    lines.append("| **Total** | " + " | ".join(f"**{md_escape(c)}**" for c in _cells(roll.total)) + " |")
+    lines.append("")
+    lines.append("_" + "; ".join(md_escape(n) for n in _footnotes(roll, price_date)) + "_")
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = ["key", "cost_usd", "estimated", "input", "output", "cache_write", "cache_read", "cache_pct",
+              "requests", "unpriced_requests", "sessions", "commits", "prs", "first_ts", "last_ts", "duration_s",
+              "budget_usd", "over_budget"]
+
+
+def render_csv(roll: Rollup) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+
+    def emit(row: Row, key: str) -> None:
+        d = row.as_json()
+        t = d["tokens"]
+        w.writerow([key, d["cost_usd"], d["estimated"], t["input"], t["output"], t["cache_write"], t["cache_read"],
+                    d["cache_pct"], d["requests"], row.unpriced_requests, d["sessions"], len(row.commits),
+                    " ".join(f"#{p}" for p in d["prs"]), d["first_ts"] or "", d["last_ts"] or "", d["duration_s"],
+                    d.get("budget_usd", ""), d.get("over_budget", "")])
+
+    for row in roll.rows:
+        emit(row, row.key)
+    if roll.unattributed.requests:
+        emit(roll.unattributed, "(unattributed)")
+    emit(roll.total, "(total)")
+    return buf.getvalue()
+
+
+def render_tree(roll: Rollup, price_date: str | None = None) -> str:
+    """key -> sessions -> segments, each with its share of its parent (ncdu-style)."""
+    lines: list[str] = []
+    total = roll.total.cost
+    rows = roll.rows + ([roll.unattributed] if roll.unattributed.requests else [])
+    for row in rows:
+        lines.append(f"{fmt_usd(row.cost, row.estimated):>11} {pct(row.cost, total):5.1f}%  {row.key}")
+        by_session: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for entry, seg, cost, _tokens in row.parts:
+            by_session[entry.session_id].append((entry, seg, cost))
+        sessions = sorted(by_session.items(), key=lambda kv: -sum((p[2] for p in kv[1]), Decimal(0)))
+        for i, (sid, parts) in enumerate(sessions):
+            s_cost = sum((p[2] for p in parts), Decimal(0))
+            last_s = i == len(sessions) - 1
+            entry = parts[0][0]
+            lines.append(f"{fmt_usd(s_cost):>11} {pct(s_cost, row.cost):5.1f}%  {'└─' if last_s else '├─'} "
+                         f"session {sid[:8]} ({entry.tool})")
+            segs = sorted(parts, key=lambda p: -p[2])
+            for j, (_e, seg, cost) in enumerate(segs):
+                where = f"{seg.commit[:7]}" if seg.commit else "open"
+                label = f"{where} {seg.branch or '(no branch)'}"
+                if seg.commit_message:
+                    label += f": {seg.commit_message}"
+                stem = "   " if last_s else "│  "
+                lines.append(f"{fmt_usd(cost):>11} {pct(cost, s_cost):5.1f}%  {stem}{'└─' if j == len(segs) - 1 else '├─'} "
+                             f"{label[:40]}")
+    lines.append(f"{fmt_usd(total, roll.total.estimated):>11} 100.0%  total")
+    return "\n".join(lines) + "\n"
