@@ -64,6 +64,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI, mapping the one expected error type to exit 1 and anything else to exit 3."""
+    from costattr.hookfast import run_from_main
+
+    if run_from_main(sys.argv[1:] if argv is None else argv):
+        return 0
     try:
         cli.main(args=argv, prog_name="costattr", standalone_mode=False)
     except click.exceptions.Exit as e:

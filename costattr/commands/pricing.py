@@ -28,7 +28,8 @@ def command() -> None:
 
 @command.command("show")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--model", "model", metavar="NAME", help="Only the entry this model name resolves to (or say it is unpriced).")
+@click.option("--model", "model", metavar="NAME",
+              help="Only the entry this model name resolves to (or say it is unpriced).")
 def show(fmt: str, model: str | None) -> None:
     """The prices in force (USD per million tokens), their date and where they come from.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -59,9 +60,12 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
     from costattr.config import load_config
     from costattr.record import upload
 
+    from costattr import hookfast
+
     git = gitctx.discover(Path.cwd())
     cfg = load_config(git.workdir)
     quiet = quiet or cfg.hook.quiet
+    seen = hookfast.transcripts_fingerprint()  # before the scan: a file that changes meanwhile is read next time
     result = upload(git, cfg, prs=prs, base=base, session=session, dry_run=dry_run)
     if dry_run:
         for entry in result.changed:
@@ -70,6 +74,8 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
     messages = list(result.messages)
     if not dry_run and _shared_backend(cfg) != "json":
         messages.append(_publish(result.changed, cfg, git.workdir))
+    if not dry_run and session is None:
+        hookfast.remember(Path(os.path.realpath(git.workdir)), seen, quiet=cfg.hook.quiet)
     if not quiet:
         click.echo(result.summary)
     for line in messages:

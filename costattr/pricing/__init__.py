@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 import orjson
@@ -20,7 +21,8 @@ CostMode = Literal["auto", "calculate", "display"]
 STORED_NAME = "prices.json"
 
 
-def stored_table_path():  # type: ignore[no-untyped-def]
+def stored_table_path() -> Path:
+    """Where `costattr pricing update` keeps the table it fetched."""
     return paths.costattr_home() / STORED_NAME
 
 
@@ -39,6 +41,17 @@ def load_table() -> PriceTable:
     return embedded_table()
 
 
+def recorded_cost(ev: UsageEvent) -> Decimal | None:
+    """The cost the tool wrote itself (old Claude Code `costUSD`), if it is a usable amount."""
+    if ev.recorded_cost is None:
+        return None
+    try:
+        value = Decimal(ev.recorded_cost)
+    except ArithmeticError:
+        return None  # a garbled figure is no authority: the tokens still price the request
+    return value if value.is_finite() and value >= 0 else None
+
+
 def price_events(
     events: Iterable[UsageEvent],
     table: PriceTable,
@@ -49,17 +62,19 @@ def price_events(
 
     auto: a cost the tool recorded itself wins (authoritative), else tokens x list price.
     calculate: always tokens x list price. display: only recorded costs; others stay unpriced.
-    `discount` (0..1) scales estimated costs for users who compare a negotiated rate.
+    `discount` (0..1) scales estimated costs for users who compare a negotiated rate; it never
+    touches a recorded cost, which is what the provider actually charged.
     """
+    if not Decimal(0) <= discount <= Decimal(1):
+        raise ValueError(f"discount must be between 0 and 1, not {discount}")
     factor = Decimal(1) - discount
     for ev in events:
-        if ev.recorded_cost is not None and mode in ("auto", "display"):
-            ev.cost = Decimal(ev.recorded_cost)
-            ev.cost_source = "authoritative"
-            continue
-        if mode == "display":
-            ev.cost = None
-            continue
-        cost = table.cost(ev.model, ev.tokens, ev.speed)
-        ev.cost = cost * factor if cost is not None and discount else cost
-        ev.cost_source = "estimated"
+        recorded = recorded_cost(ev) if mode in ("auto", "display") else None
+        if recorded is not None:
+            ev.cost, ev.cost_source = recorded, "authoritative"
+        elif mode == "display":
+            ev.cost, ev.cost_source = None, "estimated"
+        else:
+            cost = table.cost(ev.model, ev.tokens, ev.speed)
+            ev.cost = cost * factor if cost is not None and discount else cost
+            ev.cost_source = "estimated"
