@@ -24,7 +24,7 @@ from github.GithubException import BadCredentialsException, RateLimitExceededExc
 from urllib3.util.retry import Retry
 
 from costattr.errors import CostattrError
-from costattr.pr_comment import MARKER, repo_slug
+from costattr.pr_comment import MARKER
 
 DEFAULT_API_URL = "https://api.github.com"
 TOKEN_VARS = ("GITHUB_TOKEN", "GH_TOKEN")
@@ -36,7 +36,7 @@ _REMOTE = re.compile(r"(?:^|[:/])([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/
 
 FORK_HINT = (
     "on pull requests from forks GITHUB_TOKEN is read-only whatever `permissions:` says: post "
-    "the comment from a `workflow_run` workflow instead (see examples/github-actions-costattr.yml)"
+    "the comment from a `workflow_run` workflow instead (costattr README: \"Pull requests from forks\")"
 )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from costattr.models import LedgerEntry, Segment, Tokens, cache_pct, money, newer_entry
+from costattr.models import LedgerEntry, Segment, Tokens, money, newer_entry
 
 MARKER = "<!-- costattr:pr-cost v1 -->"
 GITHUB_BODY_LIMIT = 65_536  # GitHub answers 422 "Body is too long" above this

@@ -23,13 +23,14 @@ from costattr.fsutil import move_aside
 from costattr.logs import log
 from costattr.models import ScanStats, Tokens, UsageEvent
 from costattr.sources import SOURCES, FileParse
-from costattr.sources.base import R_KEY, R_SIDECHAIN, Record, better
+from costattr.sources.base import R_KEY, R_SIDECHAIN, Record, better, better_replay
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 READ_CHUNK = 32 << 20  # bounded memory per file: a chunk plus the longest line
 PARALLEL_MIN_BYTES = 48 << 20  # below this, process start-up costs more than it saves
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
+Fingerprint = tuple[str, int, int, int, int, list[str]]  # tool, dev, ino, size, mtime_ns, cwds
 
 
 @dataclass
@@ -55,13 +56,23 @@ class ScanResult:
 # Reading one file
 
 
-def read_file(tool: str, path: Path, state: FileParse) -> FileParse:
-    """Fold the bytes of `path` after `state.offset` into `state` (chunked, complete lines only)."""
+TAIL_BYTES = 64
+
+
+def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
+    """Fold the bytes of `path` after `state.offset` into `state`; return it and the bytes read.
+
+    Only complete lines are consumed: a torn last line stays unread until its newline arrives.
+    A file that no longer ends, at the cursor, with the bytes it ended with (rewritten in place
+    rather than appended to) is read again from the start.
+    """
     source = SOURCES[tool]
     with path.open("rb") as f:
+        if state.offset and not _same_prefix(f, state):
+            state = FileParse()
         f.seek(state.offset)
         carry = b""
-        pos = state.offset
+        pos = start = state.offset
         while True:
             block = f.read(READ_CHUNK)
             if not block:
@@ -71,21 +82,38 @@ def read_file(tool: str, path: Path, state: FileParse) -> FileParse:
             if cut:
                 source.parse(path, data[:cut], pos, state)
                 pos += cut
+                state.tail = data[max(0, cut - TAIL_BYTES) : cut]
             carry = data[cut:]
         state.offset = pos
-    return state
+    return state, pos - start
 
 
-def _parse_job(job: tuple[str, str, dict[str, Any] | None]) -> dict[str, Any]:
+def _same_prefix(f: Any, state: FileParse) -> bool:
+    n = len(state.tail)
+    if n == 0 or n > state.offset:
+        return False
+    f.seek(state.offset - n)
+    return bool(f.read(n) == state.tail)
+
+
+def _parse_job(job: tuple[str, str, dict[str, Any] | None]) -> tuple[dict[str, Any], int] | None:
+    """Parse one file (in a worker process or not); None when it vanished or cannot be read
+    (Claude Code deletes old transcripts: a scan must not die of a file it just listed)."""
     tool, path, cached = job
     state = state_from_dict(cached) if cached else FileParse()
-    return state_to_dict(read_file(tool, Path(path), state))
+    try:
+        new, nread = read_file(tool, Path(path), state)
+    except OSError as e:
+        log(f"could not read {path}: {e}")
+        return None
+    return state_to_dict(new), nread
 
 
 def state_to_dict(state: FileParse) -> dict[str, Any]:
     return {
         "records": list(state.records.values()),
         "offset": state.offset,
+        "tail": state.tail.decode("latin-1"),
         "skipped": state.skipped,
         "reasons": state.reasons,
         "where": state.where,
@@ -101,6 +129,7 @@ def state_from_dict(d: dict[str, Any]) -> FileParse:
         reasons=dict(d["reasons"]),
         where=list(d["where"]),
         parser_state=dict(d["parser"]),
+        tail=str(d.get("tail", "")).encode("latin-1"),
     )
 
 
@@ -147,7 +176,7 @@ class ScanCache:
         conn.execute("SELECT count(*) FROM files").fetchone()  # surfaces corruption now
         return conn
 
-    def fingerprints(self) -> dict[str, tuple[str, int, int, int, int, list[str]]]:
+    def fingerprints(self) -> dict[str, Fingerprint]:
         conn = self.open()
         assert conn is not None
         rows = conn.execute("SELECT path, tool, dev, ino, size, mtime_ns, cwds FROM files").fetchall()
@@ -187,6 +216,17 @@ class ScanCache:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+
+    def forget(self, gone: list[str]) -> None:
+        """Drop the rows of files that no longer exist (Claude Code deletes old transcripts)."""
+        if not gone:
+            return
+        conn = self.open()
+        assert conn is not None
+        try:
+            conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
+        except sqlite3.OperationalError as e:
+            log(f"scan cache not pruned: {e}")
 
     def close(self) -> None:
         if self.conn is not None:
@@ -234,33 +274,76 @@ def scan(
     tools = list(tools or SOURCES)
     files, looked_in = discover(tools)
     cache = ScanCache() if use_cache else None
-    known = _fingerprints(cache)
+    try:
+        known = _fingerprints(cache)
+        unchanged, grown, new = _plan(files, known, cwd_filter)
+        cached_states = _load_states(cache, unchanged + [str(fi.path) for fi in grown])
+        # A cached file whose state could not be loaded is simply read again.
+        lost = set(unchanged) - cached_states.keys()
+        new += [fi for fi in files if str(fi.path) in lost]
+        unchanged = [p for p in unchanged if p not in lost]
+        jobs = [(fi, cached_states.get(str(fi.path))) for fi in grown] + [(fi, None) for fi in new]
+        parsed = _parse_all(jobs, progress, workers)
+        if cache is not None:
+            cache.store([(fi, st) for fi, st, _ in parsed])
+            present = {str(fi.path) for fi in files}
+            cache.forget([p for p, fp in known.items() if fp[0] in tools and p not in present])
+    finally:
+        if cache is not None:
+            cache.close()
 
-    fresh: list[tuple[FileInfo, dict[str, Any] | None]] = []  # files to (re)read, with prior state
-    cached_paths: list[str] = []
+    stats = ScanStats(files=len(files), cached_files=len(unchanged))
+    if cache is not None and cache.notice:
+        stats.skipped_where.append(cache.notice)
+    size_of = {str(fi.path): fi.size for fi in files}
+    per_file = [(p, cached_states[p]) for p in unchanged] + [(str(fi.path), st) for fi, st, _ in parsed]
+    stats.bytes_read = sum(n for _, _, n in parsed)
+    records = _gather(per_file, size_of, stats, cwd_filter)
+    events = [to_event(r) for r in dedup(records)]
+    if cwd_filter is not None:
+        events = [e for e in events if cwd_filter(e.cwd)]
+    return ScanResult(events, stats, looked_in, files, [fi for fi, _, _ in parsed])
+
+
+def _plan(
+    files: list[FileInfo], known: dict[str, Fingerprint], cwd_filter: Callable[[str], bool] | None
+) -> tuple[list[str], list[FileInfo], list[FileInfo]]:
+    """Split files into (unchanged paths to take from the cache, grown files, files to read whole)."""
+    unchanged: list[str] = []
+    grown: list[FileInfo] = []
+    new: list[FileInfo] = []
     for fi in files:
         prev = known.get(str(fi.path))
         if prev is not None and prev[0] == fi.tool and prev[1:5] == (fi.dev, fi.ino, fi.size, fi.mtime_ns):
             if cwd_filter is None or any(cwd_filter(c) for c in prev[5]):
-                cached_paths.append(str(fi.path))
-            continue
-        grew = prev is not None and prev[1:3] == (fi.dev, fi.ino) and fi.size > prev[3]
-        fresh.append((fi, {"grew": True} if grew else None))
+                unchanged.append(str(fi.path))
+        elif prev is not None and prev[0] == fi.tool and prev[1:3] == (fi.dev, fi.ino) and fi.size > prev[3]:
+            grown.append(fi)  # appended to: read from the cursor
+        else:
+            new.append(fi)
+    return unchanged, grown, new
 
-    cached_states = cache.states(cached_paths + [str(fi.path) for fi, g in fresh if g]) if cache else {}
-    jobs = [(fi, cached_states.get(str(fi.path)) if g else None) for fi, g in fresh]
-    parsed = _parse_all(jobs, progress, workers)
-    if cache is not None:
-        cache.store(parsed)
 
-    stats = ScanStats(files=len(files), cached_files=len(cached_paths))
-    per_file: list[dict[str, Any]] = [cached_states[p] for p in cached_paths if p in cached_states]
-    for fi, st in parsed:
-        stats.bytes_read += max(0, st["offset"] - (cached_states.get(str(fi.path)) or {"offset": 0})["offset"])
-        per_file.append(st)
-    size_of = {str(fi.path): fi.size for fi in files}
+def _load_states(cache: ScanCache | None, paths_: list[str]) -> dict[str, dict[str, Any]]:
+    if cache is None or not paths_:
+        return {}
+    try:
+        return cache.states(paths_)
+    except (sqlite3.DatabaseError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+        # Unreadable rows cost a re-read, never a wrong figure.
+        log(f"scan cache rows unreadable ({e}); reading the files again")
+        return {}
+
+
+def _gather(
+    per_file: list[tuple[str, dict[str, Any]]],
+    size_of: dict[str, int],
+    stats: ScanStats,
+    cwd_filter: Callable[[str], bool] | None,
+) -> list[Record]:
+    """All files' records, with their skipped-line counts folded into `stats`."""
     records: list[Record] = []
-    for st in per_file:
+    for path, st in per_file:
         recs = st["records"]
         if cwd_filter is not None and not any(cwd_filter(r[3]) for r in recs):
             continue
@@ -269,26 +352,13 @@ def scan(
         for reason, n in st["reasons"].items():
             stats.skipped_reasons[reason] = stats.skipped_reasons.get(reason, 0) + n
         stats.skipped_where.extend(st["where"][: max(0, 200 - len(stats.skipped_where))])
-    for fi, st in parsed:
-        # A torn last line is skipped now and read again once it is complete.
-        if size_of.get(str(fi.path), 0) > st["offset"]:
-            stats.skip("torn last line (incomplete, will be read when complete)", f"{fi.path}")
-    for p in cached_paths:
-        st = cached_states.get(p)
-        if st is not None and size_of.get(p, 0) > st["offset"]:
-            stats.skip("torn last line (incomplete, will be read when complete)", p)
-    if cache is not None:
-        if cache.notice:
-            stats.skipped_where.insert(0, cache.notice)
-        cache.close()
-
-    events = [to_event(r) for r in dedup(records)]
-    if cwd_filter is not None:
-        events = [e for e in events if cwd_filter(e.cwd)]
-    return ScanResult(events, stats, looked_in, files, [fi for fi, _ in parsed])
+        if size_of.get(path, 0) > st["offset"]:
+            # Counted on every run while it lasts; read once it is complete.
+            stats.skip("torn last line (incomplete, will be read when complete)", path)
+    return records
 
 
-def _fingerprints(cache: ScanCache | None) -> dict[str, tuple[str, int, int, int, int, list[str]]]:
+def _fingerprints(cache: ScanCache | None) -> dict[str, Fingerprint]:
     if cache is None:
         return {}
     try:
@@ -303,34 +373,36 @@ def _fingerprints(cache: ScanCache | None) -> dict[str, tuple[str, int, int, int
 
 def _parse_all(
     jobs: list[tuple[FileInfo, dict[str, Any] | None]], progress: ProgressFn | None, workers: int | None
-) -> list[tuple[FileInfo, dict[str, Any]]]:
-    total = sum(fi.size - (st or {"offset": 0})["offset"] for fi, st in jobs)
+) -> list[tuple[FileInfo, dict[str, Any], int]]:
+    """Parse the files that need it, over several processes when there is enough to read."""
+    total = sum(fi.size - (st["offset"] if st else 0) for fi, st in jobs)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    out: list[tuple[FileInfo, dict[str, Any]]] = []
-    done = 0
+    order = sorted(jobs, key=lambda j: -j[0].size)  # biggest first: no huge file finishes last alone
+    args = [(fi.tool, str(fi.path), st) for fi, st in order]
     if workers > 1 and total >= PARALLEL_MIN_BYTES and len(jobs) > 1:
         import multiprocessing
 
-        # Biggest files first, so one huge session does not finish last on a single core.
-        order = sorted(jobs, key=lambda j: -j[0].size)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = pool.map(_parse_job, [(fi.tool, str(fi.path), st) for fi, st in order], chunksize=4)
-            for (fi, _), st in zip(order, results, strict=True):
-                out.append((fi, st))
-                done += fi.size
-                if progress:
-                    progress(min(done, total), total)
-        return out
-    for fi, st in jobs:
-        try:
-            new = _parse_job((fi.tool, str(fi.path), st))
-        except OSError as e:
-            log(f"could not read {fi.path}: {e}")
-            continue
-        out.append((fi, new))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        with pool:
+            results: Iterable[tuple[dict[str, Any], int] | None] = pool.map(_parse_job, args, chunksize=4)
+            return _collect(order, results, progress, total)
+    return _collect(order, map(_parse_job, args), progress, total)
+
+
+def _collect(
+    order: list[tuple[FileInfo, dict[str, Any] | None]],
+    results: Iterable[tuple[dict[str, Any], int] | None],
+    progress: ProgressFn | None,
+    total: int,
+) -> list[tuple[FileInfo, dict[str, Any], int]]:
+    out: list[tuple[FileInfo, dict[str, Any], int]] = []
+    done = 0
+    for (fi, _), res in zip(order, results, strict=True):
         done += fi.size
         if progress:
             progress(min(done, total), total)
+        if res is not None:
+            out.append((fi, res[0], res[1]))
     return out
 
 
@@ -356,7 +428,7 @@ def dedup(records: Iterable[Record]) -> list[Record]:
             if other_key is not None:
                 other = best[other_key]
                 if rec[R_SIDECHAIN] or other[R_SIDECHAIN]:
-                    if better(rec, other):
+                    if better_replay(rec, other):
                         del best[other_key]
                         best[key] = rec
                         by_message[message] = key

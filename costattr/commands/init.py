@@ -47,7 +47,7 @@ def forge_tracker(host: str | None, slug: str | None) -> dict[str, str]:
     """The issue tracker the origin's forge provides: GitHub, GitLab or Azure Boards."""
     if not host:
         return {}
-    if "github" in host:
+    if "github" in host or host.startswith("ghe."):  # GitHub Enterprise Server is often ghe.<company>
         # A dotless host is an ~/.ssh/config alias (github-work): the forge is github.com itself.
         return {"github": f"https://{host}" if "." in host else "https://github.com"}
     if "gitlab" in host:
@@ -247,7 +247,7 @@ def _offer_install(ctx: GitContext, yes: bool) -> None:
         module = None
     install_hook = getattr(module, "install_hook", None) if module is not None else None
     if install_hook is None:
-        click.echo("The hook installer is not available in this version; install the hook later with `costattr install`.")
+        click.echo("The hook installer is not available in this version; add the hook later: `costattr install`.")
         return
     if not yes:
         try:
@@ -258,7 +258,11 @@ def _offer_install(ctx: GitContext, yes: bool) -> None:
             click.echo("\nSkipped the hook; run `costattr install` to add it.")
             return
     # force=False: init's --force is about the config file; replacing a hook is `costattr install --force`.
-    message = install_hook(ctx, False)
+    try:
+        message = install_hook(ctx, False)
+    except CostattrError as e:
+        # The config is written and valid; say so, so the user does not rerun init for the hook.
+        raise CostattrError(f"{CONFIG_FILE} was written, but the hook was not installed: {e.message}", e.hint) from e
     if message:
         click.echo(message)
 

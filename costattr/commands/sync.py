@@ -20,6 +20,10 @@ def _workdir() -> Path | None:
     return Path(workdir) if workdir else None
 
 
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def _say(message: str) -> None:
     click.echo(message)
 
@@ -28,12 +32,13 @@ def _warn(message: str) -> None:
     click.echo(f"costattr: {message}", err=True)
 
 
-def _report_other_outboxes(current: str | None) -> None:
+def _report_other_outboxes(current: Path | None) -> None:
+    """Entries waiting for some other backend (an old URL, another repository) stay visible."""
     from costattr.ledger import outbox
 
     for target in outbox.summary():
-        if target.backend != current:
-            _say(f"outbox: {target.count} entr{'y' if target.count == 1 else 'ies'} wait for {target.backend} "
+        if target.directory != current:
+            _say(f"outbox: {_entries(target.count)} wait for {target.backend} "
                  f"({target.target}); run `costattr sync --ledger {target.backend}`")
 
 
@@ -74,16 +79,16 @@ def command(backend: str | None, remote: str, send_all: bool) -> None:
         _say(f"outbox: sent {sent}, {remaining} still waiting" if sent or remaining else "outbox: empty")
     except CostattrError as e:
         failures.append(e)
-        _say(f"outbox: not delivered ({e.message}); {outbox.count(ledger)} entries still waiting")
+        _say(f"outbox: not delivered; {_entries(outbox.count(ledger))} still waiting")
 
     if send_all and not failures:
         try:
             entries = list(local_ledger().read().values())
             ledger.upsert(entries)
-            _say(f"local ledger: sent {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+            _say(f"local ledger: sent {_entries(len(entries))}")
         except CostattrError as e:
             failures.append(e)
-            _say(f"local ledger: not sent ({e.message})")
+            _say("local ledger: not sent")
 
     if name == "git-notes":
         try:
@@ -92,9 +97,9 @@ def command(backend: str | None, remote: str, send_all: bool) -> None:
             failures.append(e)
     elif not failures:
         count = len(ledger.read())  # proves the URL, user and key work even when nothing waited
-        _say(f"{label}: reachable, {count} entr{'y' if count == 1 else 'ies'}")
+        _say(f"{label}: reachable, {_entries(count)}")
 
-    _report_other_outboxes(name)
+    _report_other_outboxes(outbox.target_dir(ledger))
     if failures:
         first = failures[0]
         raise CostattrError(f"sync incomplete: {first.message}", hint=first.hint or "run `costattr sync` again later")

@@ -7,11 +7,12 @@ import csv
 import io
 import re
 from collections import defaultdict
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
-from costattr.output import console, fmt_tokens, fmt_usd
-from costattr.report.rollup import Rollup, Row, pct
+from costattr.output import TABLE_WIDTH, console, fmt_tokens, fmt_usd
+from costattr.report.rollup import Rollup, Row, local_day, pct
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
 
@@ -44,19 +45,30 @@ def _cost(row: Row) -> str:
     return text
 
 
-def _cells(row: Row) -> list[str]:
+def _cells(row: Row, tz: tzinfo | None = None) -> list[str]:
+    last = local_day(row.last_ts, tz)  # the day in the report's time zone, as --by day cuts it
     return [
         _cost(row),
         fmt_tokens(row.tokens.total),
         f"{row.tokens.cache_pct():.0f}%",
         str(len(row.sessions)),
         str(len(row.commits)),
-        (row.last_ts or "")[:10],
+        last.isoformat() if last else "",
         _duration(row.duration_s),
     ]
 
 
 HEADERS = ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Time"]
+KEY_MAX_WIDTH = 26  # on a wide terminal; narrower when the other columns need the room
+KEY_MIN_WIDTH = 8
+COLUMN_GAP = 2  # what SIMPLE_HEAD without edges puts between two columns (padding + divider)
+
+
+def fit(text: str, width: int) -> str:
+    """`text` cut to `width` terminal cells (wide characters count two), an ellipsis marking the cut."""
+    from rich.cells import cell_len, set_cell_size
+
+    return text if cell_len(text) <= width else set_cell_size(text, max(width - 1, 0)) + "…"
 
 
 def _footnotes(roll: Rollup, price_date: str | None) -> list[str]:
@@ -70,30 +82,44 @@ def _footnotes(roll: Rollup, price_date: str | None) -> list[str]:
 
 def render_table(roll: Rollup, price_date: str | None = None) -> None:
     from rich import box
+    from rich.cells import cell_len
     from rich.table import Table
 
     out = console()
+    body = [(row.key, _cells(row, roll.tz), None) for row in roll.rows]
+    if roll.unattributed.requests:
+        body.append(("(unattributed)", _cells(roll.unattributed, roll.tz), "dim"))
+    footer = _cells(roll.total, roll.tz)
+    # The key column gets what the figures leave of the terminal: were every column left to rich,
+    # a long key would make it shrink all of them evenly, cutting figures ("Cac…", "$12.3…").
+    figures = sum(max(len(h), len(f), *(len(c[i]) for _, c, _ in body)) for i, (h, f) in
+                  enumerate(zip(HEADERS, footer, strict=True)))
+    room = out.width - figures - COLUMN_GAP * len(HEADERS)
+    longest = max([len(roll.by), len("Total"), *(cell_len(k) for k, _, _ in body)])
+    key_width = max(KEY_MIN_WIDTH, min(KEY_MAX_WIDTH, room, longest))
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, show_footer=True,
               caption="; ".join(_footnotes(roll, price_date)), caption_justify="left")
-    t.add_column(roll.by.capitalize(), no_wrap=True, overflow="ellipsis", max_width=26, footer="Total")
+    t.add_column(roll.by.capitalize(), no_wrap=True, overflow="ellipsis", max_width=key_width, footer="Total")
     for i, header in enumerate(HEADERS):
-        t.add_column(header, justify="left" if header == "Last" else "right", no_wrap=True,
-                     footer=_cells(roll.total)[i])
-    for row in roll.rows:
-        t.add_row(row.key, *_cells(row))
-    if roll.unattributed.requests:
-        t.add_row("(unattributed)", *_cells(roll.unattributed), style="dim")
-    out.print(t)
+        t.add_column(header, justify="left" if header == "Last" else "right", no_wrap=True, footer=footer[i])
+    for key, cells, style in body:
+        t.add_row(fit(key, key_width), *cells, style=style)
+    # Rendered to text first so no line ends in the padding rich adds: pasted tables and golden
+    # files stay free of trailing blanks.
+    with out.capture() as captured:
+        out.print(t)
+    out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    out.file.flush()
 
 
 def render_markdown(roll: Rollup, price_date: str | None = None) -> str:
     lines = [f"| {roll.by.capitalize()} | " + " | ".join(HEADERS) + " |",
              "|---|" + "|".join("---:" if h != "Last" else "---" for h in HEADERS) + "|"]
     for row in roll.rows:
-        lines.append("| " + " | ".join([md_escape(row.key), *map(md_escape, _cells(row))]) + " |")
+        lines.append("| " + " | ".join([md_escape(row.key), *map(md_escape, _cells(row, roll.tz))]) + " |")
     if roll.unattributed.requests:
-        lines.append("| _unattributed_ | " + " | ".join(map(md_escape, _cells(roll.unattributed))) + " |")
-    lines.append("| **Total** | " + " | ".join(f"**{md_escape(c)}**" for c in _cells(roll.total)) + " |")
+        lines.append("| _unattributed_ | " + " | ".join(map(md_escape, _cells(roll.unattributed, roll.tz))) + " |")
+    lines.append("| **Total** | " + " | ".join(f"**{md_escape(c)}**" for c in _cells(roll.total, roll.tz)) + " |")
     lines.append("")
     lines.append("_" + "; ".join(md_escape(n) for n in _footnotes(roll, price_date)) + "_")
     return "\n".join(lines) + "\n"
@@ -131,7 +157,8 @@ def render_tree(roll: Rollup, price_date: str | None = None) -> str:
     total = roll.total.cost
     rows = roll.rows + ([roll.unattributed] if roll.unattributed.requests else [])
     for row in rows:
-        lines.append(f"{fmt_usd(row.cost, row.estimated):>11} {pct(row.cost, total):5.1f}%  {row.key}")
+        head = f"{_cost(row):>11} {pct(row.cost, total):5.1f}%  "  # flags (+?, !) as in the table
+        lines.append(head + fit(row.key, max(TABLE_WIDTH - len(head), KEY_MIN_WIDTH)))
         by_session: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for entry, seg, cost, _tokens in row.parts:
             by_session[entry.session_id].append((entry, seg, cost))
@@ -150,6 +177,6 @@ def render_tree(roll: Rollup, price_date: str | None = None) -> str:
                     label += f": {seg.commit_message}"
                 stem = "   " if last_s else "│  "
                 lines.append(f"{fmt_usd(cost):>11} {pct(cost, s_cost):5.1f}%  {stem}{'└─' if j == len(segs) - 1 else '├─'} "
-                             f"{label[:40]}")
+                             f"{fit(label, 40)}")
     lines.append(f"{fmt_usd(total, roll.total.estimated):>11} 100.0%  total")
     return "\n".join(lines) + "\n"

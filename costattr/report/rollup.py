@@ -106,6 +106,8 @@ class Rollup:
     rows: list[Row]
     unattributed: Row
     total: Row
+    # The time zone the rows' days were cut in (None: local), so renderers show the same days.
+    tz: tzinfo | None = None
 
     def as_json(self) -> dict[str, Any]:
         un = self.unattributed
@@ -204,9 +206,21 @@ def iter_parts(entry: LedgerEntry, seg: Segment, by: str) -> Iterator[tuple[str 
     By model a segment splits into its models; otherwise it is one part.
     """
     if by == "model" and seg.models:
-        for name, mu in seg.models.items():
-            yield (name, money(mu.cost_usd), Decimal(0), Tokens.from_dict(mu.tokens.model_dump()), mu.requests,
-                   mu.unpriced_requests)
+        seg_cost = money(seg.cost_usd)
+        names = list(seg.models)
+        costs = [money(seg.models[n].cost_usd) for n in names]
+        # Each model's cost was rounded on its own when the ledger was written, so their sum can
+        # miss the segment's by a few 1e-10: the costliest model takes the remainder, so the total
+        # by model is the total by every other grouping.
+        biggest = max(range(len(names)), key=lambda i: (costs[i], names[i]))
+        costs[biggest] += seg_cost - sum(costs, Decimal(0))
+        # The ledger keeps the authoritative share per segment, not per model: a fully
+        # authoritative segment is authoritative in every model; a mixed one counts as estimated.
+        fully_authoritative = seg_cost != 0 and money(seg.authoritative_usd) == seg_cost
+        for name, cost in zip(names, costs, strict=True):
+            mu = seg.models[name]
+            yield (name, cost, cost if fully_authoritative else Decimal(0), Tokens.from_dict(mu.tokens.model_dump()),
+                   mu.requests, mu.unpriced_requests)
         return
     yield (None, money(seg.cost_usd), money(seg.authoritative_usd), Tokens.from_dict(seg.tokens.model_dump()),
            seg.requests, seg.unpriced_requests)
@@ -234,7 +248,7 @@ def rollup(
     if budget_for is not None:
         for row in ordered:
             row.budget = budget_for(by, row.key)
-    return Rollup(by, ordered, unattributed, total)
+    return Rollup(by, ordered, unattributed, total, filters.tz)
 
 
 def top(roll: Rollup, n: int) -> Rollup:
@@ -248,7 +262,7 @@ def top(roll: Rollup, n: int) -> Rollup:
         rest.authoritative += row.authoritative
         rest.requests += row.requests
         rest.unpriced_requests += row.unpriced_requests
-    return Rollup(roll.by, roll.rows[:n] + [rest], roll.unattributed, roll.total)
+    return Rollup(roll.by, roll.rows[:n] + [rest], roll.unattributed, roll.total, roll.tz)
 
 
 def pct(part: Decimal, whole: Decimal) -> float:

@@ -41,6 +41,7 @@ class FileParse:
     reasons: dict[str, int] = field(default_factory=dict)
     where: list[str] = field(default_factory=list)
     parser_state: dict[str, Any] = field(default_factory=dict)  # adapter-specific carry-over
+    tail: bytes = b""  # the bytes just before `offset`: proves the file was appended to, not rewritten
 
     def skip(self, reason: str, offset: int, path: str) -> None:
         self.skipped += 1
@@ -56,18 +57,28 @@ class FileParse:
 
 
 def better(new: Record, old: Record) -> bool:
-    """Whether `new` should replace `old` for the same request.
+    """Whether `new` is a more complete copy of the same request than `old`.
 
     Streaming writes early lines with placeholder output counts, so the copy with the most tokens
-    is the complete one. A sidechain replay never beats the original. Ties are broken by values
-    only (never by reading order), so every scan order gives the same owner.
+    is the complete one, whatever file or line it came from (a `progress` replay of a subagent's
+    first block must not beat the subagent file's last block). Ties are broken by values only
+    (never by reading order), so every scan order gives the same owner: the earliest copy.
     """
-    if new[R_SIDECHAIN] != old[R_SIDECHAIN]:
-        return not new[R_SIDECHAIN]
     nt, ot = record_token_total(new), record_token_total(old)
     if nt != ot:
         return nt > ot
     return (new[R_TS], new[R_SESSION], new[R_OFFSET]) < (old[R_TS], old[R_SESSION], old[R_OFFSET])
+
+
+def better_replay(new: Record, old: Record) -> bool:
+    """`better` for two records of one message.id under different requestIds.
+
+    A `/btw` side question replays parent messages in a sidechain file with a new requestId and
+    its own (larger) cache figures: the non-sidechain original is the real spend.
+    """
+    if new[R_SIDECHAIN] != old[R_SIDECHAIN]:
+        return not new[R_SIDECHAIN]
+    return better(new, old)
 
 
 class Source(Protocol):
@@ -89,28 +100,37 @@ class Source(Protocol):
 
 
 def iter_complete_lines(data: bytes, needles: tuple[bytes, ...]) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, line) for complete lines that contain any needle.
+    """Yield (offset, line) for complete lines that contain any needle, each line once.
 
     Lines without a needle are never split out or decoded: most transcript bytes are tool output
-    that carries no usage, and skipping them with bytes.find is what makes a scan fast.
+    that carries no usage, and skipping them with bytes.find is what makes a scan fast. After a
+    hit the search resumes past the end of its line, so a line mentioning a needle many times
+    costs one scan, not one per mention.
     """
     end_of_data = data.rfind(b"\n") + 1  # a torn last line is left for a later read
-    hits: list[int] = []
-    for needle in needles:
-        pos = data.find(needle, 0, end_of_data)
+    find = data.find
+    if len(needles) == 1:
+        needle = needles[0]
+        pos = find(needle, 0, end_of_data)
         while pos != -1:
-            hits.append(pos)
-            pos = data.find(needle, pos + len(needle), end_of_data)
-    if len(needles) > 1:
-        hits.sort()
-    last_start = -1
-    for pos in hits:
+            start = data.rfind(b"\n", 0, pos) + 1
+            end = find(b"\n", pos)
+            yield start, data[start:end]
+            pos = find(needle, end + 1, end_of_data)
+        return
+    # Several needles: the next hit of each, always resuming from the end of the last line.
+    nxt = {n: find(n, 0, end_of_data) for n in needles}
+    while True:
+        live = [p for p in nxt.values() if p != -1]
+        if not live:
+            return
+        pos = min(live)
         start = data.rfind(b"\n", 0, pos) + 1
-        if start == last_start:
-            continue
-        last_start = start
-        end = data.find(b"\n", pos)
+        end = find(b"\n", pos)
         yield start, data[start:end]
+        for n, p in nxt.items():
+            if p != -1 and p <= end:
+                nxt[n] = find(n, end + 1, end_of_data)
 
 
 def consumed_length(data: bytes) -> int:
@@ -141,10 +161,12 @@ def clean_text(value: Any) -> str:
 
 
 def loads_line(line: bytes) -> Any:
-    """Parse one JSON line; raises ValueError when it is not valid JSON in valid UTF-8.
+    """Parse one JSON line; raises ValueError when it is not valid JSON.
 
     orjson rejects JSON-escaped lone surrogates, which Claude Code does write (binary tool output
     cut mid-character); the standard library accepts them, and clean_text repairs them later.
+    Raw bytes that are not UTF-8 (a corrupted tool output inside an otherwise whole line) are
+    replaced rather than costing the line: the usage figures are ASCII and still exact.
     """
     try:
         return orjson.loads(line)
@@ -152,5 +174,11 @@ def loads_line(line: bytes) -> Any:
         pass
     try:
         return json.loads(line)
+    except UnicodeDecodeError:
+        text = line.decode("utf-8", "replace")
+    except (ValueError, RecursionError) as e:
+        raise ValueError(str(e)) from e
+    try:
+        return json.loads(text)
     except (ValueError, RecursionError) as e:
         raise ValueError(str(e)) from e

@@ -8,6 +8,7 @@ session and dedupe against each other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from costattr import paths
 from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line
 
 NEEDLES = (b'"usage"',)
+MAX_RECORDED_COST = 10_000.0  # USD for one request: anything above is corruption, not a bill
 IGNORED_NAMES = {"journal.jsonl"}
 
 
@@ -40,12 +42,24 @@ def normalise_ts(value: Any) -> str | None:
 
 
 def session_from_path(path: Path) -> str | None:
-    """The parent session a file belongs to, when its location says (None: read it from lines)."""
-    if path.parent.name == "subagents":
-        return path.parent.parent.name
-    if path.stem.startswith("agent-"):
-        return None  # pre-2.1.2 flat subagent file: its lines carry the parent sessionId
-    return path.stem
+    """The parent session a subagent file belongs to, from its location; None for other files.
+
+    Everything under `<session>/subagents/` (workflows included) is that session's spend. Other
+    files say it in their lines: a session file's own lines carry its id, a resumed copy keeps
+    the id of the session it copied, and a pre-2.1.2 flat `agent-*.jsonl` carries its parent's.
+    """
+    parts = path.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "subagents":
+            return parts[i - 1]
+    return None
+
+
+def recorded_cost(value: Any) -> str | None:
+    """costUSD as old Claude Code wrote it, exact (through repr), or None when it is not a price."""
+    if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= MAX_RECORDED_COST:
+        return None
+    return repr(float(value))
 
 
 class ClaudeSource:
@@ -64,7 +78,8 @@ class ClaudeSource:
                 yield path
 
     def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
-        path_session = session_from_path(path)
+        owner = session_from_path(path)
+        fallback = path.stem
         spath = str(path)
         for start, line in iter_complete_lines(data, NEEDLES):
             try:
@@ -72,23 +87,30 @@ class ClaudeSource:
             except ValueError:
                 state.skip("malformed JSON", base_offset + start, spath)
                 continue
-            reason = self._fold_line(obj, state, path_session, spath, base_offset + start)
+            reason = self._fold_line(obj, state, owner, fallback, spath, base_offset + start)
             if reason:
                 state.skip(reason, base_offset + start, spath)
         return state
 
     @staticmethod
-    def _fold_line(obj: Any, state: FileParse, path_session: str | None, spath: str, offset: int) -> str | None:
+    def _fold_line(
+        obj: Any, state: FileParse, owner: str | None, fallback: str, spath: str, offset: int
+    ) -> str | None:
         """Fold one parsed line; return why it was skipped, or None when it was fine."""
         if not isinstance(obj, dict):
             return "not a JSON object"
         envelope = obj
         kind = obj.get("type")
+        replayed_agent: str | None = None
         if kind == "progress":
             data = obj.get("data")
             inner = data.get("message") if isinstance(data, dict) else None
             if not isinstance(inner, dict) or inner.get("type") != "assistant":
                 return None  # hook/tool progress without a replayed message: bookkeeping
+            # A subagent's message replayed in the parent file: subagent spend, the same request
+            # as the line in the subagent's own file (dedup keeps one).
+            agent = data.get("agentId")  # type: ignore[union-attr]
+            replayed_agent = agent if isinstance(agent, str) and agent else ""
             obj = inner
         elif kind not in ("assistant", None):
             return None  # user lines (toolUseResult.usage is a summary, never spend), system, ...
@@ -125,9 +147,8 @@ class ClaudeSource:
         ts = normalise_ts(obj.get("timestamp"))
         if ts is None:
             return "missing or invalid timestamp"
-        session = path_session or obj.get("sessionId") or envelope.get("sessionId")
-        if not isinstance(session, str) or not session:
-            return "no session id"
+        line_session = envelope.get("sessionId")
+        session = owner or (line_session if isinstance(line_session, str) and line_session else fallback)
 
         msg_id = message.get("id")
         request_id = obj.get("requestId")
@@ -137,12 +158,11 @@ class ClaudeSource:
             uuid = obj.get("uuid")
             key = f"c:u:{uuid}" if isinstance(uuid, str) and uuid else f"c:f:{spath}:{offset}"
 
-        cost = obj.get("costUSD")
-        recorded = repr(float(cost)) if type(cost) in (int, float) and cost >= 0 else None
+        recorded = recorded_cost(obj.get("costUSD"))
         speed = usage.get("speed")
         branch = obj.get("gitBranch", envelope.get("gitBranch"))
         cwd = obj.get("cwd") or envelope.get("cwd")
-        agent = obj.get("agentId") or envelope.get("agentId")
+        agent = obj.get("agentId") or envelope.get("agentId") or replayed_agent
         state.keep(
             (
                 key,
@@ -150,7 +170,7 @@ class ClaudeSource:
                 clean_text(model) if model else "",
                 clean_text(cwd),
                 clean_text(branch) or None,
-                bool(obj.get("isSidechain") or envelope.get("isSidechain")),
+                replayed_agent is not None or obj.get("isSidechain") is True or envelope.get("isSidechain") is True,
                 clean_text(agent) or None,
                 speed if speed == "fast" else None,
                 recorded,

@@ -2,8 +2,11 @@
 
 Spend comes from `token_count` events. Their `total_token_usage` is cumulative per thread, so an
 event counts only when the total advanced (Codex re-emits unchanged events), and the running
-total doubles as a global dedup key: a fork replays its parent's events with the parent's totals,
-and an archived copy of a rollout repeats them too; both collapse onto the original.
+total, qualified by the thread it started in, doubles as a global dedup key: a fork replays its
+parent's events with the parent's totals (re-stamped to the fork's second), and an archived copy
+of a rollout repeats them too; both collapse onto the original, which has the earlier timestamp.
+Qualifying by the root thread keeps two unrelated sessions that happen to reach the same totals
+(identical scripted runs) apart.
 """
 
 from __future__ import annotations
@@ -35,6 +38,41 @@ def _usage_tuple(usage: Any) -> tuple[int, int, int, int] | None:
     return inp, min(cached, inp), out, reasoning
 
 
+def _parent_thread(payload: dict[str, Any]) -> tuple[str | None, bool]:
+    """(thread this one was started from, whether it is a spawned subagent) from a session_meta."""
+    forked = payload.get("forked_from_id")
+    if isinstance(forked, str) and forked:
+        return forked, False
+    source = payload.get("source")
+    sub = source.get("subagent") if isinstance(source, dict) else None
+    spawn = sub.get("thread_spawn") if isinstance(sub, dict) else None
+    parent = spawn.get("parent_thread_id") if isinstance(spawn, dict) else None
+    return (parent, True) if isinstance(parent, str) and parent else (None, False)
+
+
+def _fold_meta(payload: dict[str, Any], st: dict[str, Any]) -> None:
+    """The first session_meta is canonical: id, cwd, branch. A fork or spawned thread starts from
+    its parent's history: its totals are keyed by the root thread so the replay dedupes, and a
+    spawned subagent's spend folds into the parent's session. The parent's own session_meta,
+    replayed before any token_count, extends the chain (a fork of a fork)."""
+    sid = payload.get("id")
+    parent, spawned = _parent_thread(payload)
+    if not st["meta_seen"]:
+        st["meta_seen"] = True
+        if isinstance(sid, str) and sid:
+            st["session"] = st["lineage"] = clean_text(sid)
+        st["cwd"] = clean_text(payload.get("cwd"))
+        git = payload.get("git")
+        if isinstance(git, dict):
+            st["branch"] = clean_text(git.get("branch")) or None
+        if parent:
+            st["lineage"] = clean_text(parent)
+            if spawned:
+                st["session"] = st["lineage"]
+    elif not st["counted"] and parent and sid == st["lineage"]:
+        st["lineage"] = clean_text(parent)
+
+
 class CodexSource:
     name = "codex"
 
@@ -50,8 +88,9 @@ class CodexSource:
         st = state.parser_state
         if "session" not in st:
             m = UUID_TAIL.search(path.stem)
-            st.update(session=m.group(1) if m else path.stem, cwd="", branch=None, model=UNKNOWN_MODEL,
-                      total=None, meta_seen=False)
+            sid = m.group(1) if m else path.stem
+            st.update(session=sid, lineage=sid, cwd="", branch=None, model=UNKNOWN_MODEL, total=None,
+                      meta_seen=False, counted=False)
         spath = str(path)
         for start, line in iter_complete_lines(data, NEEDLES):
             try:
@@ -73,14 +112,7 @@ class CodexSource:
         if not isinstance(payload, dict):
             return None if kind not in ("session_meta", "turn_context", "event_msg") else "payload is not an object"
         if kind == "session_meta":
-            if not st["meta_seen"]:  # the first session_meta is canonical; a fork repeats its parent's
-                st["meta_seen"] = True
-                if isinstance(payload.get("id"), str) and payload["id"]:
-                    st["session"] = clean_text(payload["id"])
-                st["cwd"] = clean_text(payload.get("cwd"))
-                git = payload.get("git")
-                if isinstance(git, dict):
-                    st["branch"] = clean_text(git.get("branch")) or None
+            _fold_meta(payload, st)
             return None
         if kind == "turn_context":
             if isinstance(payload.get("model"), str):
@@ -111,7 +143,8 @@ class CodexSource:
             return "missing or invalid timestamp"
         inp, cached, out, reasoning = last  # type: ignore[misc]
         model = info.get("model") or info.get("model_name") or st["model"]
-        key = "x:" + ",".join(map(str, total))
+        st["counted"] = True
+        key = f"x:{st['lineage']}:" + ",".join(map(str, total))
         state.keep(
             (key, ts, clean_text(model), st["cwd"], st["branch"], False, None, None, None, st["session"], offset,
              inp - cached, out, 0, 0, cached, reasoning)

@@ -1,0 +1,181 @@
+"""`costattr comment`: post or update the sticky AI-cost comment on a GitHub pull request.
+
+A cost comment must never fail a build: by default any failure is printed (and, in GitHub
+Actions, raised as a warning annotation) and the command exits 0. `--strict` makes it exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from costattr.errors import CostattrError
+
+LEDGER_CHOICES = ("json", "memory-api", "git-notes")
+
+
+@dataclass(frozen=True)
+class PrScope:
+    """What identifies the PR's spend in the ledger."""
+
+    number: int
+    head_branch: str | None
+    base_branch: str | None
+    commit_shas: tuple[str, ...]
+    repos: tuple[str, ...]
+
+
+@click.command("comment")
+@click.option("--pr", "pr_number", type=click.IntRange(min=1),
+              help="Pull request number (default: the one in the GitHub Actions event).")
+@click.option("--repo", help="owner/name (default: GITHUB_REPOSITORY, else the origin remote here).")
+@click.option("--dry-run", is_flag=True, help="Print the comment's Markdown instead of posting it; needs no token.")
+@click.option("--strict", is_flag=True, help="Exit 1 when the comment cannot be posted (default: say why, exit 0).")
+@click.option("--ledger", type=click.Choice(LEDGER_CHOICES), help="Read this backend instead of the configured one.")
+def command(pr_number: int | None, repo: str | None, dry_run: bool, strict: bool, ledger: str | None) -> None:
+    """Post or update one sticky comment with what the pull request cost in AI-assistant spend.
+
+    The token comes from GITHUB_TOKEN or GH_TOKEN, the API from GITHUB_API_URL (GitHub
+    Enterprise Server: https://HOST/api/v3). The comment is edited in place on every run and
+    only when its figures changed; nobody else's comment is ever touched.
+
+    \b
+    Example:
+      costattr comment --pr 412 --dry-run        # see the Markdown
+      GITHUB_TOKEN=... costattr comment --pr 412 --repo acme/app
+    """
+    env = os.environ
+    try:
+        message = run(pr_number=pr_number, repo=repo, dry_run=dry_run, ledger=ledger, env=env, cwd=Path.cwd())
+    except CostattrError as e:
+        _failed(str(e), strict, env)
+        if strict:
+            raise
+        return
+    except Exception as e:  # noqa: BLE001 - a bug here must not fail someone's build either
+        if strict:
+            raise
+        from costattr.logs import log_exception
+
+        where = log_exception("costattr comment")
+        _failed(f"unexpected error: {e!r} (a bug; the traceback is in {where})", strict, env)
+        return
+    if message:
+        click.echo(message)
+
+
+def run(
+    *, pr_number: int | None, repo: str | None, dry_run: bool, ledger: str | None, env: Mapping[str, str], cwd: Path
+) -> str | None:
+    """Do the work; returns the line to print (None when the Markdown itself was printed)."""
+    from costattr import github as gh
+    from costattr.config import load_config
+    from costattr.ledger import open_configured
+    from costattr.output import note
+    from costattr.pr_comment import price_table_dates, render_comment, select_pr_segments, unattributed_segments
+
+    number = gh.resolve_pr_number(pr_number, env)
+    found = gh.resolve_token(env)
+    if found is None and not dry_run:
+        raise gh.GitHubError(
+            "no GitHub token: set GITHUB_TOKEN (or GH_TOKEN)",
+            hint="in Actions add `env: GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}` to the step; "
+            "`--dry-run` prints the comment without one",
+        )
+    workdir = _workdir(cwd)
+    cfg = load_config(workdir)
+
+    client: gh.GitHubClient | None = None
+    info: gh.PullRequestInfo | None = None
+    try:
+        if found is not None:
+            token, token_var = found
+            full_name = gh.resolve_repo(repo, env, cwd)
+            slug: str | None = full_name
+            client = gh.GitHubClient(token, gh.resolve_api_url(env), token_var=token_var)
+            info = client.pull_request(full_name, number)
+            scope = PrScope(number, info.head_ref, info.base_ref, info.commit_shas, info.repos)
+        else:
+            slug, scope = _offline_scope(number, repo, env, cwd)
+            note(
+                f"costattr: no GitHub token, so PR #{number} is not read from GitHub: selecting spend "
+                f"linked to #{number}" + (f" or made on branch {scope.head_branch}" if scope.head_branch else "")
+                + " (set GITHUB_TOKEN to include the PR's commits)"
+            )
+
+        entries = open_configured(cfg, workdir, ledger).read()
+        selected = select_pr_segments(
+            entries, number, scope.head_branch, scope.commit_shas, repos=scope.repos, base_branch=scope.base_branch
+        )
+        body = render_comment(
+            selected,
+            pr_number=number,
+            head_branch=scope.head_branch,
+            price_table_date=price_table_dates(selected),
+            issue_url=lambda key: cfg.issue_url(key, slug),
+            unattributed=unattributed_segments(entries, selected),
+        )
+        if dry_run:
+            click.echo(body, nl=False)
+            return None
+        assert client is not None and info is not None
+        # No spend and no comment yet: say nothing on the PR (a $0 comment on every PR written
+        # without an assistant is noise), but an existing comment is kept up to date.
+        result = client.upsert_comment(info, body, create=bool(selected))
+    finally:
+        if client is not None:
+            client.close()
+    if result.action == "skipped":
+        return f"costattr: no AI-assistant spend found for PR #{number}; no comment posted"
+    if result.action == "unchanged":
+        return f"costattr: the cost comment on PR #{number} is already up to date: {result.url}"
+    return f"costattr: {result.action} the cost comment on PR #{number}: {result.url}"
+
+
+def _workdir(cwd: Path) -> Path | None:
+    from costattr import gitctx
+    from costattr.errors import NotAGitRepo
+
+    try:
+        return gitctx.discover(cwd).workdir
+    except NotAGitRepo:
+        return None  # CI may run it outside a checkout (memory-API ledger): defaults apply
+
+
+def _offline_scope(number: int, repo: str | None, env: Mapping[str, str], cwd: Path) -> tuple[str | None, PrScope]:
+    """Without a token (dry run): the PR number, plus the head branch from Actions or the
+    branch checked out here. The PR's commit list needs the API."""
+    from costattr import github as gh
+    from costattr import gitctx
+
+    try:
+        slug: str | None = gh.resolve_repo(repo, env, cwd)
+    except CostattrError:
+        slug = None
+    head = env.get("GITHUB_HEAD_REF") or None
+    if head is None:
+        try:
+            head = gitctx.discover(cwd).branch
+        except CostattrError:
+            head = None
+    base = env.get("GITHUB_BASE_REF") or None
+    return slug, PrScope(number, head, base, (), (slug,) if slug else ())
+
+
+def _failed(message: str, strict: bool, env: Mapping[str, str]) -> None:
+    """Say why the comment was not posted, loudly enough to be seen in a CI log."""
+    if env.get("GITHUB_ACTIONS") == "true":
+        # A workflow command on stdout becomes an annotation on the run's summary page.
+        level = "error" if strict else "warning"
+        click.echo(f"::{level} title=costattr comment::{_annotation(message)}")
+    if not strict:
+        click.echo(f"costattr: {message}", err=True)
+        click.echo("costattr: the cost comment was not posted; not failing the build (--strict would)", err=True)
+
+
+def _annotation(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

@@ -1,0 +1,448 @@
+"""The git-notes backend: the ledger travels with the repository (`refs/notes/costattr`).
+
+Format: one note per commit, holding the entries recorded at that commit, one compact JSON object
+per line with sorted keys, lines sorted. That is exactly the shape `git notes merge -s
+cat_sort_uniq` produces, so two clones' notes merge without custom code; when both clones
+touched the same session the merged note holds two lines for it, and `read()` keeps the newer
+(`newer_entry`). `upsert` rewrites the notes it touches with one line per session.
+
+Decisions:
+- An entry goes on the commit named by `entry.commit` when this repository knows it; an entry
+  without a commit, or with one this clone does not have, goes on HEAD, so nothing is dropped
+  (read() is the union of every note, the commit is only where the line is filed). An unborn
+  HEAD raises: the outbox keeps the entry until there is a commit.
+- A session recorded at several commits keeps one line per commit (its cumulative state at each);
+  read() collapses them, newest wins.
+- Local writes go through pygit2 and a compare-and-swap ref update (libgit2 refuses when the
+  ref moved since we read it), retried, under a lock file shared by all worktrees.
+- Network (fetch / push) and merging shell out to git, so credential helpers, SSH agents and
+  `actions/checkout`'s auth just work. The remote notes are fetched into a scratch ref
+  (`refs/notes/remotes/<remote>/costattr`), merged with cat_sort_uniq, then pushed without force;
+  a non-fast-forward rejection repeats fetch→merge→push. A forced fetch straight into
+  refs/notes/costattr is never used: it would throw away notes not yet pushed.
+- The hook only writes locally (no network on commit); `costattr sync` exchanges with the remote.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+import pygit2
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from costattr.errors import CostattrError, NotAGitRepo, RemoteError
+from costattr.ledger.base import merge_entries
+from costattr.ledger.memory_api import RemoteUnavailable
+from costattr.models import LedgerEntry, newer_entry
+
+DEFAULT_REF = "refs/notes/costattr"
+MERGE_STRATEGY = "cat_sort_uniq"
+LOCK_TIMEOUT_S = 5.0
+WRITE_TRIES = 8  # compare-and-swap retries when someone else moves the notes ref
+SYNC_TRIES = 5  # fetch→merge→push rounds before giving up on a busy remote
+GIT_NETWORK_TIMEOUT_S = 120.0
+GIT_LOCAL_TIMEOUT_S = 60.0
+NOTES_MESSAGE = "Notes added by costattr"
+
+# Variables a calling git (hooks run with them set) would use to point our git at its repository.
+_GIT_ENV_TO_DROP = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_NAMESPACE", "GIT_QUARANTINE_PATH",
+)
+_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+Progress = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Note text
+
+
+def normalize_ref(ref: str) -> str:
+    """`costattr` -> `refs/notes/costattr`; full refs pass through."""
+    ref = ref.strip()
+    return ref if ref.startswith("refs/") else f"refs/notes/{ref}"
+
+
+def scratch_ref(ref: str, remote: str) -> str:
+    """Where the remote's notes land before merging: refs/notes/remotes/<remote>/<name>."""
+    ref = normalize_ref(ref)
+    name = ref.removeprefix("refs/notes/") if ref.startswith("refs/notes/") else ref.removeprefix("refs/")
+    return f"refs/notes/remotes/{remote}/{name}"
+
+
+def encode_line(entry: LedgerEntry) -> str:
+    # Compact + sorted keys: identical entries are identical lines, so cat_sort_uniq dedups them.
+    return orjson.dumps(entry.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def parse_note(text: str) -> tuple[list[LedgerEntry], list[str]]:
+    """Entries of one note, and the non-empty lines that are not entries (kept, never dropped)."""
+    entries: list[LedgerEntry] = []
+    other: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            entries.append(LedgerEntry.model_validate_json(line))
+        except ValidationError:
+            other.append(line)
+    return entries, other
+
+
+def merge_note(existing: str, incoming: Iterable[LedgerEntry]) -> str:
+    """The note after upserting: one line per incoming session (the newer copy), others untouched."""
+    old_entries, other = parse_note(existing)
+    new = {e.session_id: e for e in incoming}
+    lines = set(other)
+    for entry in old_entries:
+        if entry.session_id in new:
+            new[entry.session_id] = newer_entry(new[entry.session_id], entry)
+        else:
+            lines.add(encode_line(entry))
+    lines.update(encode_line(e) for e in new.values())
+    return "".join(f"{line}\n" for line in sorted(lines))
+
+
+# ----------------------------------------------------------------------------------------------
+# Trees (a notes ref is a commit whose tree maps commit ids to blobs, flat or fanned out "ab/cdef…")
+
+
+def _find_note_path(tree: pygit2.Tree | None, hexsha: str) -> list[str] | None:
+    if tree is None:
+        return None
+    if hexsha in tree:
+        return [hexsha]
+    head, rest = hexsha[:2], hexsha[2:]
+    if len(hexsha) > 2 and head in tree:
+        sub = tree[head]
+        if isinstance(sub, pygit2.Tree):
+            found = _find_note_path(sub, rest)
+            return [head, *found] if found else None
+    return None
+
+
+def _blob_text(tree: pygit2.Tree, parts: list[str]) -> str:
+    obj: pygit2.Object = tree
+    for part in parts:
+        obj = obj[part]  # type: ignore[index]
+    return obj.data.decode("utf-8", "replace")  # type: ignore[attr-defined]
+
+
+def _with_blob(repo: pygit2.Repository, tree: pygit2.Tree | None, parts: list[str], blob: pygit2.Oid) -> pygit2.Oid:
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    if len(parts) == 1:
+        builder.insert(parts[0], blob, pygit2.enums.FileMode.BLOB)
+    else:
+        sub = tree[parts[0]] if tree is not None and parts[0] in tree else None
+        sub_tree = sub if isinstance(sub, pygit2.Tree) else None
+        builder.insert(parts[0], _with_blob(repo, sub_tree, parts[1:], blob), pygit2.enums.FileMode.TREE)
+    return builder.write()
+
+
+# ----------------------------------------------------------------------------------------------
+# git binary
+
+
+def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_TO_DROP}
+    if not sys.stdin.isatty():
+        env["GIT_TERMINAL_PROMPT"] = "0"  # never wait for a password nobody can type
+    env.update(extra or {})
+    return env
+
+
+def mask_secrets(text: str) -> str:
+    """git's stderr may quote a remote URL with a token in it."""
+    return _URL_USERINFO.sub(r"\1****@", text)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return mask_secrets(lines[-1]) if lines else ""
+
+
+class GitNotesLedger:
+    name = "git-notes"
+    label = "git notes"
+
+    def __init__(self, repo_path: Path | str, ref: str = DEFAULT_REF) -> None:
+        gitdir = pygit2.discover_repository(str(repo_path))
+        if gitdir is None:
+            raise NotAGitRepo(
+                f"{repo_path} is not inside a git repository",
+                hint="the git-notes ledger lives in a repository: run costattr from its working tree",
+            )
+        self.repo = pygit2.Repository(gitdir)
+        self.ref = normalize_ref(ref)
+        self.gitdir = Path(self.repo.path)
+        self.cwd = Path(self.repo.workdir or self.repo.path)
+        self._lock = FileLock(str(self._common_dir() / "costattr-notes.lock"), timeout=LOCK_TIMEOUT_S)
+
+    def _common_dir(self) -> Path:
+        # Linked worktrees have their own gitdir; the notes ref (and our lock) live in the common one.
+        pointer = self.gitdir / "commondir"
+        if pointer.is_file():
+            return (self.gitdir / pointer.read_text().strip()).resolve()
+        return self.gitdir
+
+    def describe(self) -> str:
+        return f"{self.ref} in {self.cwd}"
+
+    def __repr__(self) -> str:
+        return f"GitNotesLedger({str(self.cwd)!r}, ref={self.ref!r})"
+
+    # -- read -------------------------------------------------------------------------------------
+
+    def read(self) -> dict[str, LedgerEntry]:
+        if self.repo.references.get(self.ref) is None:
+            return {}
+        merged: dict[str, LedgerEntry] = {}
+        for note in self.repo.notes(self.ref):
+            entries, _other = parse_note(note.message)
+            merged = merge_entries(merged, entries)
+        return merged
+
+    # -- write ------------------------------------------------------------------------------------
+
+    def upsert(self, entries: Iterable[LedgerEntry]) -> None:
+        batch = list(entries)
+        if not batch:
+            return
+        with self._locked():
+            groups = self._group_by_commit(batch)
+            for attempt in range(WRITE_TRIES):
+                if self._write_once(groups):
+                    return
+                time.sleep(0.01 * (2**attempt) * (0.5 + random.random()))
+        raise CostattrError(
+            f"{self.ref} kept changing while costattr wrote to it ({WRITE_TRIES} tries)",
+            hint="another program is writing notes right now; `costattr sync` will try again",
+        )
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise our own read-modify-writes of the ref (all worktrees share the lock file)."""
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise CostattrError(
+                f"the notes of {self.cwd} are locked by another costattr process",
+                hint=f"wait for it to finish; if none is running, delete {self._lock.lock_file}",
+            ) from None
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _group_by_commit(self, batch: list[LedgerEntry]) -> dict[str, list[LedgerEntry]]:
+        groups: dict[str, list[LedgerEntry]] = {}
+        head: str | None = None
+        for entry in batch:
+            sha = self._resolve(entry.commit)
+            if sha is None:
+                head = head or self._head()
+                sha = head
+            groups.setdefault(sha, []).append(entry)
+        return groups
+
+    def _resolve(self, commit: str | None) -> str | None:
+        if not commit:
+            return None
+        try:
+            return str(self.repo.revparse_single(commit).peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    def _head(self) -> str:
+        if self.repo.head_is_unborn:
+            raise CostattrError(
+                f"{self.cwd} has no commit yet to attach cost notes to",
+                hint="the entries wait in the outbox; `costattr sync` sends them after the first commit",
+            )
+        return str(self.repo.head.peel(pygit2.Commit).id)
+
+    def _signature(self) -> pygit2.Signature:
+        try:
+            return self.repo.default_signature
+        except (KeyError, pygit2.GitError):
+            return pygit2.Signature("costattr", "costattr@localhost")
+
+    def _write_once(self, groups: dict[str, list[LedgerEntry]]) -> bool:
+        """One read-modify-write of the notes ref; False when it moved under us (retry)."""
+        ref = self.repo.references.get(self.ref)
+        parent = self.repo[ref.target].peel(pygit2.Commit) if ref is not None else None
+        tree = parent.tree if parent is not None else None
+        for sha, entries in groups.items():
+            path = _find_note_path(tree, sha)
+            existing = _blob_text(tree, path) if tree is not None and path else ""
+            text = merge_note(existing, entries)
+            if text == existing:
+                continue
+            blob = self.repo.create_blob(text.encode())
+            tree = self.repo[_with_blob(self.repo, tree, path or [sha], blob)].peel(pygit2.Tree)
+        if tree is None or (parent is not None and tree.id == parent.tree.id):
+            return True  # nothing changed
+        sig = self._signature()
+        commit = self.repo.create_commit(None, sig, sig, NOTES_MESSAGE, tree.id, [parent.id] if parent else [])
+        try:
+            if ref is None:
+                self.repo.references.create(self.ref, commit, force=False)
+            else:
+                ref.set_target(commit, "costattr: notes upsert")  # fails if the ref moved since we read it
+        except (pygit2.GitError, pygit2.AlreadyExistsError):
+            return False
+        return True
+
+    # -- sync -------------------------------------------------------------------------------------
+
+    def _git(self, args: list[str], *, timeout: float, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=self.cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise RemoteUnavailable(f"`git {args[0]}` did not finish within {timeout:g} s") from None
+        except FileNotFoundError:
+            raise CostattrError("the git program was not found", hint="install git and put it on PATH") from None
+
+    def _identity_env(self) -> dict[str, str]:
+        # `git notes merge` commits: a CI runner without user.name must not make sync fail.
+        env = git_env()
+        probe = self._git(["var", "GIT_COMMITTER_IDENT"], timeout=GIT_LOCAL_TIMEOUT_S, env=env)
+        if probe.returncode != 0:
+            for role in ("AUTHOR", "COMMITTER"):
+                env.setdefault(f"GIT_{role}_NAME", "costattr")
+                env.setdefault(f"GIT_{role}_EMAIL", "costattr@localhost")
+        return env
+
+    def _target(self, name: str) -> str | None:
+        ref = self.repo.references.get(name)
+        return str(ref.target) if ref is not None else None
+
+    def sync(self, remote: str = "origin", *, max_tries: int = SYNC_TRIES, progress: Progress | None = None) -> list[str]:
+        """Exchange notes with `remote`: fetch into the scratch ref, merge, push; returns what it did."""
+        done: list[str] = []
+
+        def say(message: str) -> None:
+            done.append(message)
+            if progress is not None:
+                progress(message)
+
+        if remote not in self.repo.remotes.names():
+            raise CostattrError(
+                f"{self.cwd} has no remote named {remote!r}",
+                hint="pass --remote NAME (see `git remote -v`)",
+            )
+        env = self._identity_env()
+        scratch = scratch_ref(self.ref, remote)
+        for attempt in range(1, max_tries + 1):
+            if self._fetch(remote, scratch, env):
+                say(f"fetched {self.ref} from {remote}")
+                self._merge(scratch, env, say)
+            else:
+                say(f"{remote} has no {self.ref} yet")
+            local = self._target(self.ref)
+            if local is None:
+                say("no local notes to push")
+                return done
+            if local == self._target(scratch):
+                say(f"{remote} is up to date")
+                return done
+            if self._push(remote, env):
+                say(f"pushed {self.ref} to {remote}")
+                return done
+            say(f"push rejected: {remote} moved meanwhile; fetching again ({attempt}/{max_tries})")
+            time.sleep(0.05 * attempt * (0.5 + random.random()))
+        raise RemoteUnavailable(
+            f"could not push {self.ref} to {remote}: it kept moving ({max_tries} tries)",
+            hint="others are pushing notes right now; run `costattr sync` again",
+        )
+
+    def _fetch(self, remote: str, scratch: str, env: dict[str, str]) -> bool:
+        """Fetch the remote's notes into the scratch ref; False when the remote has none."""
+        spec = f"+{self.ref}:{scratch}"  # forced, but only the scratch ref: nothing local is lost
+        result = self._git(
+            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", remote, spec],
+            timeout=GIT_NETWORK_TIMEOUT_S, env=env,
+        )
+        if result.returncode == 0:
+            return True
+        if "couldn't find remote ref" in result.stderr:
+            return False
+        raise RemoteUnavailable(
+            f"cannot fetch {self.ref} from {remote}: {_last_line(result.stderr) or 'git fetch failed'}",
+            hint=f"check that `git fetch {remote}` works here (network, credentials)",
+        )
+
+    def _merge(self, scratch: str, env: dict[str, str], say: Progress) -> None:
+        before = self._target(self.ref)
+        with self._locked():
+            result = self._git(
+                ["notes", "--ref", self.ref, "merge", "--quiet", "-s", MERGE_STRATEGY, scratch],
+                timeout=GIT_LOCAL_TIMEOUT_S, env=env,
+            )
+        if result.returncode != 0:
+            raise CostattrError(
+                f"`git notes merge` of {scratch} into {self.ref} failed: {_last_line(result.stderr)}",
+                hint=f"if a notes merge is in progress, finish it with `git notes --ref {self.ref} merge --abort`",
+            )
+        if self._target(self.ref) != before:
+            say(f"merged into {self.ref} ({MERGE_STRATEGY})")
+
+    def _push(self, remote: str, env: dict[str, str]) -> bool:
+        """Push without force; False on a non-fast-forward rejection (the caller fetches again)."""
+        result = self._git(
+            ["push", "--porcelain", "--no-verify", remote, f"{self.ref}:{self.ref}"],
+            timeout=GIT_NETWORK_TIMEOUT_S, env=env,
+        )
+        if result.returncode == 0:
+            return True
+        status = [ln for ln in result.stdout.splitlines() if ln.startswith("!")]
+        if status and "[rejected]" in status[0]:
+            return False
+        reason = status[0].split("\t")[-1] if status else _last_line(result.stderr)
+        if status and "[remote rejected]" in status[0]:
+            raise RemoteError(
+                f"{remote} refused {self.ref}: {mask_secrets(reason)}",
+                hint="the server may block notes refs (push rules, branch protection); ask for refs/notes/* access",
+            )
+        raise RemoteUnavailable(
+            f"cannot push {self.ref} to {remote}: {mask_secrets(reason) or 'git push failed'}",
+            hint=f"check that `git push {remote}` works here (network, credentials)",
+        )
+
+
+def add_fetch_refspec(repo_path: Path | str, remote: str = "origin", ref: str = DEFAULT_REF) -> bool:
+    """Make every `git fetch <remote>` also bring the remote's notes into the scratch ref.
+
+    Deliberately `+<ref>:refs/notes/remotes/<remote>/...`, not `+<ref>:<ref>`: a forced fetch
+    straight into the notes ref would overwrite notes not pushed yet. `costattr sync` merges
+    the scratch ref. Returns False when the refspec was already there.
+    """
+    gitdir = pygit2.discover_repository(str(repo_path))
+    if gitdir is None:
+        raise NotAGitRepo(f"{repo_path} is not inside a git repository")
+    repo = pygit2.Repository(gitdir)
+    ref = normalize_ref(ref)
+    spec = f"+{ref}:{scratch_ref(ref, remote)}"
+    try:
+        existing = repo.remotes[remote].fetch_refspecs
+    except KeyError:
+        raise CostattrError(f"no remote named {remote!r}", hint="pass the remote's name (see `git remote -v`)") from None
+    if spec in existing:
+        return False
+    repo.remotes.add_fetch(remote, spec)
+    return True
