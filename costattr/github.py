@@ -177,7 +177,7 @@ class UpsertResult:
 
 def is_marked(body: str | None) -> bool:
     """Our comments start with the marker; a reply quoting one starts with "> " instead."""
-    return bool(body) and body.lstrip().startswith(MARKER)  # type: ignore[union-attr]
+    return body is not None and body.lstrip().startswith(MARKER)
 
 
 def same_body(a: str | None, b: str | None) -> bool:
@@ -233,7 +233,8 @@ class GitHubClient:
         try:
             yield
         except GithubException as e:
-            raise self._scrubbed(github_error(e, doing=doing, repo=repo, pr=pr, stage=stage, token_var=self.token_var)) from None
+            err = github_error(e, doing=doing, repo=repo, pr=pr, stage=stage, token_var=self.token_var)
+            raise self._scrubbed(err) from None
         except requests.exceptions.RequestException as e:
             raise self._scrubbed(
                 GitHubError(
@@ -283,7 +284,8 @@ class GitHubClient:
         return login is not None and user.login == login
 
     def find_comment(self, info: PullRequestInfo) -> Any | None:
-        with self._calling(f"listing the comments of pull request #{info.number}", repo=info.repo, pr=info.number, stage="pull"):
+        doing = f"listing the comments of pull request #{info.number}"
+        with self._calling(doing, repo=info.repo, pr=info.number, stage="pull"):
             for comment in info.handle.get_issue_comments():  # PaginatedList: walks every page
                 if self.is_ours(comment):
                     return comment
@@ -296,7 +298,8 @@ class GitHubClient:
         if existing is not None:
             if same_body(existing.body, body):
                 return UpsertResult("unchanged", existing.html_url, existing.id)
-            with self._calling(f"updating the cost comment on pull request #{info.number}", repo=info.repo, pr=info.number, stage="write"):
+            doing = f"updating the cost comment on pull request #{info.number}"
+            with self._calling(doing, repo=info.repo, pr=info.number, stage="write"):
                 existing.edit(body)
             return UpsertResult("updated", existing.html_url, existing.id)
         if not create:
@@ -346,7 +349,9 @@ def _is_rate_limited(e: GithubException) -> bool:
     return e.status == 429 or "rate limit" in _server_message(e).lower()
 
 
-def github_error(e: GithubException, *, doing: str, repo: str, pr: int | None, stage: str, token_var: str) -> GitHubError:
+def github_error(
+    e: GithubException, *, doing: str, repo: str, pr: int | None, stage: str, token_var: str
+) -> GitHubError:
     """A PyGithub exception as a message saying what happened and what to do."""
     status, server = e.status, _server_message(e)
     said = f" (GitHub said: {server})" if server else ""
@@ -359,7 +364,8 @@ def github_error(e: GithubException, *, doing: str, repo: str, pr: int | None, s
     if _is_rate_limited(e):
         reset = describe_reset(_header(e.headers, "x-ratelimit-reset"))
         retry_after = _header(e.headers, "retry-after")
-        when = f"retry after {retry_after} s" if retry_after and _header(e.headers, "x-ratelimit-remaining") != "0" else f"the limit resets {reset}"
+        secondary = retry_after and _header(e.headers, "x-ratelimit-remaining") != "0"
+        when = f"retry after {retry_after} s" if secondary else f"the limit resets {reset}"
         return GitHubError(
             f"GitHub API rate limit exceeded while {doing}; {when}",
             hint="re-run the job after that; the comment is updated on the next push anyway",
@@ -387,4 +393,6 @@ def github_error(e: GithubException, *, doing: str, repo: str, pr: int | None, s
         )
     if status == 422:
         return GitHubError(f"GitHub rejected the request while {doing} (422){said}")
-    return GitHubError(f"GitHub API error {status} while {doing}{said}", hint="re-run the job; if it persists, check githubstatus.com")
+    return GitHubError(
+        f"GitHub API error {status} while {doing}{said}", hint="re-run the job; if it persists, check githubstatus.com"
+    )

@@ -441,7 +441,9 @@ def _table(header: Sequence[str], align: str, rows: Sequence[Sequence[str]], lim
     omitted = len(rows) - min(limit, len(rows))
     if omitted > 0:
         # The blank line matters: a text line right after a table would become one more row.
-        lines += ["", f"_…and {plural(omitted, what)} more not shown ({min(limit, len(rows)):,} of {len(rows):,} listed)._"]
+        shown = min(limit, len(rows))
+        noun = what if omitted == 1 else what + "s"
+        lines += ["", f"_…and {omitted:,} more {noun} not shown ({shown:,} of {len(rows):,} listed)._"]
     return lines
 
 
@@ -452,7 +454,8 @@ def _session_rows(spend: PrSpend) -> list[list[str]]:
         shown = ", ".join(md_escape(m, MODEL_CHARS) for m in names[:MODELS_PER_SESSION])
         if len(names) > MODELS_PER_SESSION:
             shown += f" +{len(names) - MODELS_PER_SESSION}"
-        rows.append([session_label(r.session_id), tool_name(r.tool), shown or "–", str(len(r.commits)), usd(r.totals.cost)])
+        cost = usd(r.totals.cost)
+        rows.append([session_label(r.session_id), tool_name(r.tool), shown or "–", str(len(r.commits)), cost])
     return rows
 
 
@@ -471,7 +474,8 @@ def _model_rows(spend: PrSpend) -> list[list[str]]:
     rows = []
     for r in spend.models:
         cost = usd(r.cost) if not r.unpriced else f"{usd(r.cost)} + {plural(r.unpriced, 'unpriced request')}"
-        rows.append([md_escape(r.model, MODEL_CHARS), f"{r.requests:,}", count(r.tokens.total), f"{r.tokens.cache_pct():.1f}%", cost])
+        cache = f"{r.tokens.cache_pct():.1f}%"
+        rows.append([md_escape(r.model, MODEL_CHARS), f"{r.requests:,}", count(r.tokens.total), cache, cost])
     return rows
 
 
@@ -511,7 +515,9 @@ def _assemble(spend: PrSpend, ctx: _Context, limits: Mapping[str, int]) -> str:
         out.append("")
         out.append(f"{label}: " + ", ".join(shown) + (f" and {more:,} more" if more > 0 else ""))
     out.append("")
-    out += _table(("Session", "Tool", "Models", "Commits", "Cost"), "lllrr", _session_rows(spend), limits["sessions"], "session")
+    out += _table(
+        ("Session", "Tool", "Models", "Commits", "Cost"), "lllrr", _session_rows(spend), limits["sessions"], "session"
+    )
     out += ["", f"<details><summary>Per commit ({len(spend.commits):,})</summary>", ""]
     out += _table(("Commit", "Sessions", "Cost", "Message"), "llrl", _commit_rows(spend), limits["commits"], "commit")
     out += ["", "</details>", ""]
@@ -527,7 +533,9 @@ def _assemble(spend: PrSpend, ctx: _Context, limits: Mapping[str, int]) -> str:
 
 def _footer(spend: PrSpend, ctx: _Context) -> str:
     t = spend.totals
-    date = f"price table of {md_escape(ctx.price_table_date, 40)}" if ctx.price_table_date else "price table date not recorded"
+    date = "price table date not recorded"
+    if ctx.price_table_date:
+        date = f"price table of {md_escape(ctx.price_table_date, 40)}"
     if t.authoritative == 0:
         parts = [f"Estimated at list prices ({date}) from the assistants' local transcripts; not an invoice."]
     elif t.estimated == 0:

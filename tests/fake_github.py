@@ -190,7 +190,8 @@ class FakeGitHub:
             "user": self._user_json("author", "User"),
             "head": {"ref": pull.head_ref, "sha": head_sha, "label": f"x:{pull.head_ref}",
                      "repo": self._repo_json(pull.head_repo) if pull.head_repo else None},
-            "base": {"ref": pull.base_ref, "sha": "f" * 40, "label": f"x:{pull.base_ref}", "repo": self._repo_json(repo)},
+            "base": {"ref": pull.base_ref, "sha": "f" * 40, "label": f"x:{pull.base_ref}",
+                     "repo": self._repo_json(repo)},
         }
 
     def _comment_json(self, repo: str, pull: FakePull, c: FakeComment) -> dict[str, Any]:
@@ -214,7 +215,9 @@ class FakeGitHub:
             self.requests.append(Recorded(method, path, query, headers, body))
             return self._route(method, path, query, headers, body)
 
-    def _route(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: str) -> tuple[int, dict[str, str], Any]:
+    def _route(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: str
+    ) -> tuple[int, dict[str, str], Any]:
         auth = headers.get("authorization", "")
         if auth not in (f"token {self.token}", f"Bearer {self.token}"):
             return 401, {}, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}

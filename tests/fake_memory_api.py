@@ -147,7 +147,7 @@ class FakeMemoryApi:
                     return False
                 return True
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self._failure_mode() or not self._authorised():
                     return
                 path = self._route()
@@ -163,7 +163,7 @@ class FakeMemoryApi:
                 body = json.dumps({"path": path, "data": data, "version": version}).encode()
                 self._send(200, body, {"ETag": f'"{version}"'})
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 if self._failure_mode() or not self._authorised():
@@ -186,9 +186,8 @@ class FakeMemoryApi:
                 if_none = self.headers.get("If-None-Match")
                 with api.lock:
                     current = api.files.get(path)
-                    if if_none == "*" and current is not None:
-                        status = 412
-                    elif if_match is not None and (current is None or if_match != f'"{current[0]}"'):
+                    stale = if_match is not None and (current is None or if_match != f'"{current[0]}"')
+                    if (if_none == "*" and current is not None) or stale:
                         status = 412
                     elif if_match is None and if_none is None:
                         status = 428

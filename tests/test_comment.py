@@ -225,7 +225,8 @@ def test_select_ignores_other_repositories_but_keeps_unknown_ones() -> None:
 
 
 def test_fork_pr_from_main_does_not_collect_all_of_main() -> None:
-    entries = [entry("main-work", seg(branch="main", commit=SHA_MAIN)), entry("pr-work", seg(branch="main", commit=SHA1))]
+    entries = [entry("main-work", seg(branch="main", commit=SHA_MAIN)),
+               entry("pr-work", seg(branch="main", commit=SHA1))]
     picked = select_pr_segments(entries, 12, "main", [SHA1], repos=[REPO, "contrib/app"], base_branch="main")
     assert [e.session_id for e, _ in picked] == ["pr-work"]
 
@@ -266,7 +267,8 @@ def test_render_shows_total_first_then_issues_sessions_and_folded_details() -> N
     lines = body.splitlines()
     assert lines[0] == MARKER
     assert lines[1].startswith("### ") and "PR #12" in lines[1] and BRANCH in lines[1]
-    assert lines[3].startswith("**$7.52** · cache hit rate **") and "2 sessions" in lines[3] and "2 commits" in lines[3]
+    assert lines[3].startswith("**$7.52** · cache hit rate **80.0%**")
+    assert "2 sessions" in lines[3] and "2 commits" in lines[3]
     assert "[PROJ-123](https://acme.atlassian.net/browse/PROJ-123)" in body
     assert "javascript" not in body and "#42" in body  # unsafe link dropped; GitHub links #42 itself
     assert "| `3e80164a` | Claude Code |" in body and "| `16b3488a` | Codex |" in body
@@ -301,15 +303,30 @@ def test_render_stays_under_github_limit_with_5000_segments() -> None:
     assert len(selected) == 5000
     body = render_comment(selected, pr_number=12, head_branch=BRANCH * 5)
     assert len(body) <= MAX_BODY_CHARS < GITHUB_BODY_LIMIT
-    assert re.search(r"…and [\d,]+ commits more not shown \([\d,]+ of 5,000 listed\)", body)
-    assert re.search(r"…and [\d,]+ sessions more not shown", body)
+    assert re.search(r"…and [\d,]+ more commits not shown \([\d,]+ of 5,000 listed\)", body)
+    assert re.search(r"…and [\d,]+ more sessions not shown", body)
     assert body.count("<details>") == body.count("</details>")
+
+
+def test_render_shrinks_tables_to_fit_before_cutting() -> None:
+    entries = [entry(f"s{i:03d}", *[seg(commit=f"{i:03x}{j:04x}" + "c" * 33, message="m" * 200) for j in range(20)])
+               for i in range(30)]
+    body = render_comment(select_pr_segments(entries, 12, BRANCH, []), pr_number=12, max_chars=8000)
+    assert len(body) <= 8000
+    assert "cut to fit" not in body, "shrinking the tables was enough"
+    shown = int(re.search(r"more commits not shown \(([\d,]+) of 600 listed\)", body)[1])  # type: ignore[index]
+    assert 1 <= shown < 100
+    assert body.rstrip().endswith("</sub>"), "the footer survives"
 
 
 def test_render_hard_cap_never_exceeded() -> None:
     entries = [entry("s", *[seg(commit=f"{j:07x}" + "b" * 33, message="m" * 200) for j in range(300)])]
-    body = render_comment(select_pr_segments(entries, 12, BRANCH, []), pr_number=12, max_chars=3000)
-    assert len(body) <= 3000 and body.startswith(MARKER)
+    selected = select_pr_segments(entries, 12, BRANCH, [])
+    for cap in (3000, 1500, 900):
+        body = render_comment(selected, pr_number=12, max_chars=cap)
+        assert len(body) <= cap and body.startswith(MARKER)
+        assert body.count("<details>") == body.count("</details>")
+    assert "cut to fit" in body, "the last resort: cut at a line, say so"
 
 
 def test_render_without_spend_says_so() -> None:
@@ -343,6 +360,21 @@ def test_pr_number_from_event(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # end to end against the fake GitHub
+
+
+def test_fake_github_paginates_like_github(fake: FakeGitHub) -> None:
+    """The fake itself: 30 per page by default, `Link: rel="next"` followed by plain PyGithub."""
+    from github import Auth, Github
+
+    for i in range(35):
+        fake.add_comment(REPO, 12, f"c{i}")
+    gh = Github(auth=Auth.Token(fake.token), base_url=fake.url, retry=None)
+    bodies = [c.body for c in gh.get_repo(REPO).get_pull(12).get_issue_comments()]
+    gh.close()
+    assert bodies == [f"c{i}" for i in range(35)]
+    pages = [r.query.get("page") for r in fake.calls("GET", r"/issues/12/comments$")]
+    assert pages == [None, "2"]
+
 
 
 def test_first_run_creates_second_run_edits_in_place_behind_many_comments(

@@ -148,7 +148,7 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         try:
             for i in range(10):
                 led.upsert([entry(f"{name}-{i}", i, 1.0, two)])
-        except BaseException as e:  # pragma: no cover - reported below
+        except BaseException as e:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(e)
 
     def cas_only_writer() -> None:
@@ -261,3 +261,16 @@ def test_cli_sync_with_git_notes(origin_and_clones: dict[str, Path], monkeypatch
     assert set(GitNotesLedger(b).read()) == {"waiting"}
     assert main(["sync", "--remote", "nowhere"]) == 1
     assert "no remote named 'nowhere'" in capsys.readouterr().err
+
+
+def test_linked_worktree_shares_the_notes_and_the_lock(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "r")
+    repo = tmp_path / "r"
+    commit(repo, "one")
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(tmp_path / "wt"))
+    wt_head = commit(tmp_path / "wt", "on feature")
+    led_wt = GitNotesLedger(tmp_path / "wt")
+    led_wt.upsert([entry("s1", 1, 1.0)])  # no commit: HEAD of the worktree
+    assert Path(led_wt._lock.lock_file).parent == (repo / ".git").resolve()
+    assert set(GitNotesLedger(repo).read()) == {"s1"}
+    assert git(repo, "notes", "--ref", "costattr", "list", wt_head)

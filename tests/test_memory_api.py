@@ -7,11 +7,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from fake_memory_api import API_KEY, FakeMemoryApi
 
 from costattr.errors import ConfigError
-from costattr.ledger.memory_api import MemoryApiLedger, RemoteAuthError, RemoteUnavailable, Secret
+from costattr.ledger.memory_api import (
+    MemoryApiLedger,
+    RemoteAuthError,
+    RemoteUnavailable,
+    Secret,
+)
 from costattr.models import LedgerEntry
-from fake_memory_api import API_KEY, FakeMemoryApi
 
 
 def entry(sid: str, updated_at: float = 100.0, cost: float = 1.0, **kw: object) -> LedgerEntry:
@@ -83,15 +88,24 @@ def test_endless_conflicts_give_up_within_the_budget(api: FakeMemoryApi) -> None
 
 
 def test_two_interleaved_writers_both_survive(api: FakeMemoryApi) -> None:
-    api.put_delay = 0.01  # widen the window between GET and PUT so the writers really collide
+    api.put_delay = 0.01  # widen the window between GET and PUT so the writers keep colliding
     errors: list[BaseException] = []
+    # The first PUT of each writer waits for the other's: both read the same version, one must lose.
+    barrier = threading.Barrier(2, timeout=5)
+    first_puts = iter(range(2))
+
+    def meet(server: FakeMemoryApi) -> None:
+        if next(first_puts, None) is not None:
+            barrier.wait()
+
+    api.before_put = meet
 
     def writer(name: str) -> None:
         led = ledger_for(api, max_tries=30, timeout=20.0)
         try:
             for i in range(8):
                 led.upsert([entry(f"{name}-{i}", i)])
-        except BaseException as e:  # pragma: no cover - reported below
+        except BaseException as e:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from costattr.errors import CostattrError
-from costattr.gitctx import GitContext
+from costattr.gitctx import GitContext, config_value
 
 MARKER = "costattr-hook v1"
 HOOK_NAME = "post-commit"
@@ -27,10 +27,8 @@ def render_hook(python: str | None) -> str:
 
 def hooks_dir(ctx: GitContext) -> Path:
     """The hooks directory git will use, refusing core.hooksPath (husky, lefthook own it)."""
-    import pygit2
-
-    config = pygit2.Repository(str(ctx.git_dir)).config
-    configured = config["core.hooksPath"] if "core.hooksPath" in config else ""
+    # Asked of git itself: pygit2 reads a different global config than git does under GIT_CONFIG_GLOBAL.
+    configured = config_value("core.hooksPath", ctx.workdir) or ""
     if configured:
         raise CostattrError(
             f"core.hooksPath is set to {configured!r}: another tool (husky, lefthook, ...) manages git hooks here",

@@ -58,6 +58,7 @@ def command(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry
 def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool) -> None:
     from costattr import gitctx
     from costattr.config import load_config
+    from costattr.ledger.select import publish_shared, shared_settings
     from costattr.record import upload
 
     from costattr import hookfast
@@ -72,8 +73,10 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
             click.echo(f"would record {entry.session_id[:8]}: {entry.cost_str} on "
                        f"{', '.join(sorted({s.branch or '(no branch)' for s in entry.segments}))}")
     messages = list(result.messages)
-    if not dry_run and _shared_backend(cfg) != "json":
-        messages.append(_publish(result.changed, cfg, git.workdir))
+    if not dry_run:
+        # Copies the new entries to the shared backend; failures wait in the outbox, never raise.
+        messages.append(publish_shared(result.changed, workdir=git.workdir, configured_backend=cfg.ledger.backend,
+                                       settings=shared_settings(cfg)) or "")
     if not dry_run and session is None:
         hookfast.remember(Path(os.path.realpath(git.workdir)), seen, quiet=cfg.hook.quiet)
     if not quiet:
@@ -81,17 +84,3 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
     for line in messages:
         if line:
             click.echo(f"costattr: {line}", err=True)
-
-
-def _shared_backend(cfg: object) -> str:
-    from costattr.ledger.select import backend_name
-
-    return backend_name(getattr(getattr(cfg, "ledger", None), "backend", None))
-
-
-def _publish(entries: list, cfg: object, workdir: Path) -> str:  # type: ignore[type-arg]
-    """Copy the new entries to the shared ledger; on failure they wait in the outbox."""
-    from costattr.ledger import open_configured
-    from costattr.ledger.outbox import publish
-
-    return publish(entries, open_configured(cfg, workdir))

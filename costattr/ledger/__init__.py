@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from costattr.ledger.base import Ledger, merge_entries
 from costattr.ledger.jsonfile import JsonLedger
 
@@ -13,20 +16,11 @@ def local_ledger() -> JsonLedger:
     return JsonLedger()
 
 
-def open_configured(cfg: object, workdir: object = None, override: str | None = None) -> Ledger:
+def open_configured(cfg: Any, workdir: Path | None = None, override: str | None = None) -> Ledger:
     """The ledger reports and comments read: --ledger, else COSTATTR_LEDGER, else the config."""
-    from pathlib import Path
+    from costattr.ledger.select import backend_name, open_backend, shared_settings
 
-    from costattr.ledger.select import backend_name, open_backend
-
-    ledger_cfg = getattr(cfg, "ledger", None)
-    name = override or backend_name(getattr(ledger_cfg, "backend", None))
+    name = override or backend_name(cfg.ledger.backend)
     if name == "json":
         return local_ledger()
-    settings = {
-        "api_url": getattr(ledger_cfg, "api_url", None),
-        "api_user": getattr(ledger_cfg, "api_user", None),
-        "api_path": getattr(ledger_cfg, "api_path", "agent-costs"),
-        "notes_ref": getattr(ledger_cfg, "notes_ref", "refs/notes/costattr"),
-    }
-    return open_backend(name, Path(str(workdir)) if workdir else None, settings)
+    return open_backend(name, workdir, shared_settings(cfg))

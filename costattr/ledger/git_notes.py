@@ -209,7 +209,7 @@ class GitNotesLedger:
         if self.repo.references.get(self.ref) is None:
             return {}
         merged: dict[str, LedgerEntry] = {}
-        for note in self.repo.notes(self.ref):
+        for note in self.repo.notes(self.ref):  # type: ignore[call-arg]  # stubs lag: ref is accepted
             entries, _other = parse_note(note.message)
             merged = merge_entries(merged, entries)
         return merged
@@ -311,7 +311,7 @@ class GitNotesLedger:
         try:
             return subprocess.run(
                 ["git", *args], cwd=self.cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL, check=False,
             )
         except subprocess.TimeoutExpired:
             raise RemoteUnavailable(f"`git {args[0]}` did not finish within {timeout:g} s") from None

@@ -109,12 +109,12 @@ def load_api_key(user: str | None = None) -> Secret | None:
     if not user:
         return None
     try:
-        import keyring  # optional: not a dependency
+        import keyring  # type: ignore[import-not-found,unused-ignore]  # optional, not a dependency
     except ImportError:
         return None
     try:
         stored = keyring.get_password(KEYRING_SERVICE, user)
-    except Exception:  # no usable keyring backend (headless CI, locked keychain, ...)
+    except Exception:  # noqa: BLE001  # no usable keyring backend (headless CI, locked keychain, ...)
         return None
     return Secret(stored) if stored else None
 
@@ -147,7 +147,7 @@ def mask_url(url: str) -> str:
 class _Document:
     """One GET's answer: the raw entries (kept as-is so unknown ones survive our PUT) and ETag."""
 
-    __slots__ = ("raw", "etag", "exists")
+    __slots__ = ("etag", "exists", "raw")
 
     def __init__(self, raw: dict[str, Any], etag: str | None, exists: bool) -> None:
         self.raw = raw

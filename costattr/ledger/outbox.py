@@ -104,7 +104,7 @@ class _Item:
 def _decode(raw: bytes) -> LedgerEntry:
     doc: Any = orjson.loads(raw)
     if not isinstance(doc, dict) or not isinstance(doc.get("entry"), dict):
-        raise ValueError("no 'entry' object")
+        raise ValueError("no 'entry' object")  # noqa: TRY004  # callers treat any ValueError as corrupt
     return LedgerEntry.model_validate(doc["entry"])
 
 
@@ -231,7 +231,7 @@ def publish_result(entries: Iterable[LedgerEntry], ledger: Ledger) -> PublishRes
     try:
         if batch:
             ledger.upsert(batch.values())
-    except Exception as e:  # the hook must exit 0 whatever the backend does
+    except Exception as e:  # noqa: BLE001  # the hook must exit 0 whatever the backend does
         queued = store(new, ledger, warn=warn)
         message = _failure_message(e, label, queued)
         if not isinstance(e, CostattrError):

@@ -43,26 +43,17 @@ def backend_name(configured: str | None) -> str:
     return "json"
 
 
+def shared_settings(cfg: Any) -> dict[str, Any]:
+    """The shared-ledger settings of a loaded Config (`[ledger]`); unset ones are left out."""
+    section = cfg.ledger
+    return {key: value for key in _SETTING_KEYS if (value := getattr(section, key, None)) not in (None, "")}
+
+
 def settings_from_config(workdir: Path | None) -> dict[str, Any]:
-    """Ledger settings from the repository's config, when costattr.config provides them.
+    """Ledger settings from the repository's config."""
+    from costattr.config import load_config
 
-    Guarded: the config module may not exist yet or may not have these fields; then {}.
-    """
-    try:
-        from costattr.config import load_config  # type: ignore[attr-defined]
-
-        cfg = load_config(workdir)
-    except (ImportError, AttributeError, TypeError):
-        return {}
-    section = getattr(cfg, "ledger", None)
-    if section is None:
-        return {}
-    out: dict[str, Any] = {}
-    for key in _SETTING_KEYS:
-        value = section.get(key) if isinstance(section, Mapping) else getattr(section, key, None)
-        if value not in (None, ""):
-            out[key] = value
-    return out
+    return shared_settings(load_config(workdir))
 
 
 def _env_or(setting: Mapping[str, Any], key: str, env: str) -> str | None:

@@ -84,6 +84,7 @@ def render_table(roll: Rollup, price_date: str | None = None) -> None:
     from rich import box
     from rich.cells import cell_len
     from rich.table import Table
+    from rich.text import Text
 
     out = console()
     body = [(row.key, _cells(row, roll.tz), None) for row in roll.rows]
@@ -103,7 +104,8 @@ def render_table(roll: Rollup, price_date: str | None = None) -> None:
     for i, header in enumerate(HEADERS):
         t.add_column(header, justify="left" if header == "Last" else "right", no_wrap=True, footer=footer[i])
     for key, cells, style in body:
-        t.add_row(fit(key, key_width), *cells, style=style)
+        # Text, not a str: a branch named `fix/[wip]` is a name, not rich markup.
+        t.add_row(Text(fit(key, key_width)), *cells, style=style)
     # Rendered to text first so no line ends in the padding rich adds: pasted tables and golden
     # files stay free of trailing blanks.
     with out.capture() as captured:

@@ -235,15 +235,18 @@ def rollup(
     rows: dict[str, Row] = {}
     unattributed = Row("(unattributed)")
     total = Row("(total)")
-    for entry in entries:
-        for seg in entry.segments:
-            if not filters.keep(entry, seg):
-                continue
-            for model, cost, auth, tokens, requests, unpriced in iter_parts(entry, seg, by):
-                key = model if by == "model" else _keys(by, entry, seg, filters.tz)
-                row = unattributed if key is None else rows.setdefault(key, Row(key))
-                row.add(entry, seg, cost, tokens, auth, requests, unpriced)
-                total.add(entry, seg, cost, tokens, auth, requests, unpriced)
+    # In time order, not the backend's: a row's commits (and related keys, and the tree's parts)
+    # then read as they happened, whichever order the JSON file or the memory API returned.
+    pairs = sorted(((entry, seg) for entry in entries for seg in entry.segments),
+                   key=lambda p: (p[1].last_ts or p[0].last_ts or "", p[0].session_id, p[1].first_ts or ""))
+    for entry, seg in pairs:
+        if not filters.keep(entry, seg):
+            continue
+        for model, cost, auth, tokens, requests, unpriced in iter_parts(entry, seg, by):
+            key = model if by == "model" else _keys(by, entry, seg, filters.tz)
+            row = unattributed if key is None else rows.setdefault(key, Row(key))
+            row.add(entry, seg, cost, tokens, auth, requests, unpriced)
+            total.add(entry, seg, cost, tokens, auth, requests, unpriced)
     ordered = sorted(rows.values(), key=lambda r: (-r.cost, r.key))
     if budget_for is not None:
         for row in ordered:

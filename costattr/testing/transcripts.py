@@ -11,6 +11,7 @@ test can scan, append more, and scan again.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
@@ -34,6 +35,15 @@ _NOT_ALNUM = re.compile(r"[^a-zA-Z0-9]")
 def project_dir_name(cwd: str) -> str:
     """Claude Code's own encoding of a cwd into a projects/ directory name (lossy)."""
     return _NOT_ALNUM.sub("-", cwd)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON as the tools write it. Strings holding lone surrogates (binary tool output
+    cut mid-character) come out as `\\udcb2` escapes, as in real Claude Code transcripts."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def iso(dt: datetime) -> str:
@@ -97,8 +107,13 @@ class _LineFile:
         self._fh.write(data)
         self.bytes_written += len(data)
 
-    def line(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.write(orjson.dumps(obj) + b"\n")
+    def line(self, obj: dict[str, Any], edit: tuple[bytes, bytes] | None = None, torn: bool = False) -> dict[str, Any]:
+        """Write one JSON line. `edit` replaces bytes in it (fault injection: wrong types, invalid
+        UTF-8); `torn` writes only its first half, without a newline (a writer caught mid-line)."""
+        data = dumps(obj)
+        if edit is not None:
+            data = data.replace(*edit)
+        self.write(data[: len(data) // 2] if torn else data + b"\n")
         return obj
 
     def flush(self) -> None:
@@ -160,6 +175,7 @@ class ClaudeSessionWriter:
         self.clock = _Clock(start, self.rng)
         self.file = _LineFile(path or self.project_dir / f"{self.session_id}.jsonl", autoflush)
         self.last_uuid: str | None = None
+        self.owns_file = True
 
     @property
     def path(self) -> Path:
@@ -218,16 +234,21 @@ class ClaudeSessionWriter:
         cost_usd: float | None = None,
         legacy: bool = False,
         tool_input_bytes: int = 0,
+        text: str | None = None,
+        edit: tuple[bytes, bytes] | None = None,
+        torn: bool = False,
     ) -> Response:
         """Write one API response as Claude Code does: one line per content block.
 
         Every line repeats the usage; with `placeholder_output` the early lines carry output 1
         (older versions), the last the real count. `outputs` sets each line's count explicitly
         (e.g. the largest not last). `request_id=None` writes lines without a requestId.
+        `text` sets the text blocks; `edit`/`torn` inject faults (see `_LineFile.line`; `torn`
+        tears the last line).
         """
         msg_id = message_id or self.ids.message_id()
         req_id = self.ids.request_id() if request_id is True else (request_id or None)
-        blocks_ = content or self._blocks(blocks, tool_input_bytes)
+        blocks_ = content or self._blocks(blocks, tool_input_bytes, text)
         if outputs is None:
             outputs = [1] * (len(blocks_) - 1) + [output] if placeholder_output else [output] * len(blocks_)
         tool_use = next((b["id"] for b in blocks_ if b.get("type") == "tool_use"), None)
@@ -246,7 +267,7 @@ class ClaudeSessionWriter:
                 if req_id is not None:
                     body["requestId"] = req_id
                 line = self._envelope("assistant", body, branch)
-            resp.lines.append(self.file.line(line))
+            resp.lines.append(self.file.line(line, edit, torn and last))
         return self._done(resp)
 
     def _legacy_line(self, message: dict[str, Any], req_id: str | None, cost_usd: float | None) -> dict[str, Any]:
@@ -274,7 +295,7 @@ class ClaudeSessionWriter:
                 "cache_creation": {"ephemeral_1h_input_tokens": cw1, "ephemeral_5m_input_tokens": cw5},
                 "inference_geo": "", "iterations": [], "speed": speed or "standard"}
 
-    def _blocks(self, n: int, tool_input_bytes: int) -> list[dict[str, Any]]:
+    def _blocks(self, n: int, tool_input_bytes: int, text: str | None = None) -> list[dict[str, Any]]:
         """thinking -> text -> tool_use, as many as asked (the last is a tool call when n > 1)."""
         out: list[dict[str, Any]] = []
         for i in range(n):
@@ -285,7 +306,7 @@ class ClaudeSessionWriter:
             elif i == 0 and n > 2:
                 out.append({"type": "thinking", "thinking": "", "signature": "Eq" + self.ids.b58(120)})
             else:
-                out.append({"type": "text", "text": "Let me look at the failing test first."})
+                out.append({"type": "text", "text": text or "Let me look at the failing test first."})
         return out
 
     def user_tool_result(
@@ -340,23 +361,28 @@ class ClaudeSessionWriter:
 
     # -- subagents, replays and copies -------------------------------------------------------
 
-    def subagent(self, agent_id: str | None = None, *, flat: bool = False) -> ClaudeSessionWriter:
-        """A subagent transcript: `<session>/subagents/agent-<id>.jsonl` (2.1.2+) or, with
-        `flat`, the older `agent-<id>.jsonl` next to the session file. Its lines carry the
-        parent's sessionId, isSidechain and agentId."""
+    def subagent(self, agent_id: str | None = None, *, flat: bool = False, inline: bool = False) -> ClaudeSessionWriter:
+        """A subagent transcript: `<session>/subagents/agent-<id>.jsonl` (2.1.2+); with `flat`
+        the older `agent-<id>.jsonl` next to the session file; with `inline` sidechain lines in
+        the session file itself (1.0.x). Its lines carry the parent's sessionId, isSidechain and
+        agentId."""
         aid = agent_id or self.ids.agent_id()
         path = (self.project_dir / f"agent-{aid}.jsonl" if flat
                 else self.project_dir / self.session_id / "subagents" / f"agent-{aid}.jsonl")
         sub = ClaudeSessionWriter(self.projects_dir, self.session_id, self.cwd, branch=self.branch,
                                   version=self.version, start=self.clock.now, rng=self.rng, path=path, agent_id=aid,
                                   autoflush=self.file.autoflush)
+        if inline:
+            sub.file = self.file  # one handle: lines interleave whole, in order
+            sub.owns_file = False
         return sub
 
     def progress_replay(self, response: Response, agent_id: str | None = None,
-                        parent_tool_use_id: str | None = None) -> list[dict[str, Any]]:
-        """Parent-file `progress` lines replaying a subagent's response (same ids and usage)."""
+                        parent_tool_use_id: str | None = None, *, lines: int | None = None) -> list[dict[str, Any]]:
+        """Parent-file `progress` lines replaying a subagent's response (same ids and usage);
+        `lines` replays only the first few (e.g. just the placeholder block)."""
         written = []
-        for inner in response.lines:
+        for inner in response.lines[:lines]:
             data = {"type": "agent_progress", "agentId": agent_id or inner.get("agentId") or self.ids.agent_id(),
                     "prompt": "", "message": {"type": "assistant", "message": inner["message"],
                                               "requestId": inner.get("requestId"), "uuid": inner["uuid"],
@@ -396,7 +422,8 @@ class ClaudeSessionWriter:
         return new
 
     def close(self) -> None:
-        self.file.close()
+        if self.owns_file:
+            self.file.close()
 
 
 # ---------------------------------------------------------------------------------------------
