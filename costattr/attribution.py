@@ -149,6 +149,7 @@ def _closing_bucket(closed: dict[str | None, list[_Bucket]], point: CommitPoint,
     branch = point.branch  # None when detached: the commit is known, the branch is not
     for b in closed.get(branch, []):
         if b.segment.commit == point.sha:  # the hook ran again on the same commit
+            b.segment.prs = sorted(set(b.segment.prs) | set(point.prs))
             return b
     issue, related = find_issues(branch, point.message)
     bucket = _Bucket(Segment(
@@ -206,11 +207,12 @@ def _entry(
         for key in [seg.issue, *seg.related_issues]:
             if key and key not in issues:
                 issues.append(key)
-    prs = sorted(set(previous.prs if previous else []) | set(point.prs))
+    on_current = point.branch is not None and any(s.branch == point.branch for s in segments)
+    # `upload --pr N` speaks of the checked-out branch: a session that never worked on it is not linked.
+    prs = sorted(set(previous.prs if previous else []) | (set(point.prs) if on_current else set()))
     latest_closed = max((s for s in segments if s.commit), key=lambda s: s.until_ts or "", default=None)
     pct = total.tokens.cache_pct()
     cost = to_json_money(total.cost)
-    on_current = any(s.branch == point.branch for s in segments) and point.branch is not None
     return LedgerEntry(
         session_id=evs[0].session_id,
         cost_usd=cost,

@@ -41,12 +41,62 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def move_aside(path: Path) -> Path:
-    """Keep a damaged file for inspection under a new name; never overwrite or delete it."""
+    """Keep a damaged file for inspection under a new name; never overwrite or delete it.
+
+    The new name is reserved with O_EXCL before the rename, so two processes moving files aside
+    at the same second never replace each other's copy. SQLite companions (`-wal`, `-shm`,
+    `-journal`) go along with their database: the copy stays whole, and a fresh database never
+    inherits a stale journal. Raises FileNotFoundError when `path` is gone (someone else moved it).
+    """
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    os.replace(path, target)
+    n = 0
+    while True:
+        target = path.with_name(f"{path.name}.corrupt-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            n += 1
+            continue
+        os.close(fd)
+        break
+    try:
+        os.replace(path, target)
+    except BaseException:
+        try:
+            os.unlink(target)  # our own empty placeholder
+        except OSError:
+            pass
+        raise
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            try:
+                os.replace(companion, target.with_name(target.name + suffix))
+            except OSError:
+                pass
     return target
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete the temp files `atomic_write_bytes(path, ...)` left when its process was killed.
+
+    Only safe while holding the lock every writer of `path` holds: then no temp file of `path` can
+    belong to a live writer. A temp file is never the only copy of anything: until the rename the
+    previous version of `path` is intact.
+    """
+    removed = 0
+    try:
+        candidates = list(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)

@@ -3,15 +3,17 @@
 Per file it keeps a cache entry (file identity + size + mtime -> the adapter's result and the
 byte offset it consumed) in SQLite under COSTATTR_HOME. An unchanged file is not read at all; a
 file that grew is read from its cursor only; anything else is read again from the start. A cache
-that cannot be read is moved aside and rebuilt: it can cost time, never a wrong figure.
+that cannot be read is moved aside and rebuilt, and one that cannot be written is done without:
+it can cost time, never a wrong figure.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,14 @@ from costattr.models import ScanStats, Tokens, UsageEvent
 from costattr.sources import SOURCES, FileParse
 from costattr.sources.base import R_KEY, R_SIDECHAIN, Record, better, better_replay
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 READ_CHUNK = 32 << 20  # bounded memory per file: a chunk plus the longest line
+TAIL_BYTES = 64  # bytes before the cursor remembered to tell an append from a rewrite
 PARALLEL_MIN_BYTES = 48 << 20  # below this, process start-up costs more than it saves
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 Fingerprint = tuple[str, int, int, int, int, list[str]]  # tool, dev, ino, size, mtime_ns, cwds
+Parsed = tuple["FileInfo", dict[str, Any], bytes, int]  # file, state, state as cached, bytes read
 
 
 @dataclass
@@ -56,9 +60,6 @@ class ScanResult:
 # Reading one file
 
 
-TAIL_BYTES = 64
-
-
 def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
     """Fold the bytes of `path` after `state.offset` into `state`; return it and the bytes read.
 
@@ -80,7 +81,7 @@ def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
             data = carry + block if carry else block
             cut = data.rfind(b"\n") + 1
             if cut:
-                source.parse(path, data[:cut], pos, state)
+                source.parse(path, data[:cut] if cut < len(data) else data, pos, state)
                 pos += cut
                 state.tail = data[max(0, cut - TAIL_BYTES) : cut]
             carry = data[cut:]
@@ -96,9 +97,10 @@ def _same_prefix(f: Any, state: FileParse) -> bool:
     return bool(f.read(n) == state.tail)
 
 
-def _parse_job(job: tuple[str, str, dict[str, Any] | None]) -> tuple[dict[str, Any], int] | None:
-    """Parse one file (in a worker process or not); None when it vanished or cannot be read
-    (Claude Code deletes old transcripts: a scan must not die of a file it just listed)."""
+def _parse_job(job: tuple[str, str, dict[str, Any] | None]) -> tuple[bytes, int] | None:
+    """Parse one file, in a worker process or not: (its state serialised as the cache stores
+    it, bytes read). Serialising here spreads that work over the workers too. None when the file
+    vanished or cannot be read (Claude Code deletes old transcripts mid-scan)."""
     tool, path, cached = job
     state = state_from_dict(cached) if cached else FileParse()
     try:
@@ -106,7 +108,7 @@ def _parse_job(job: tuple[str, str, dict[str, Any] | None]) -> tuple[dict[str, A
     except OSError as e:
         log(f"could not read {path}: {e}")
         return None
-    return state_to_dict(new), nread
+    return orjson.dumps(state_to_dict(new)), nread
 
 
 def state_to_dict(state: FileParse) -> dict[str, Any]:
@@ -138,74 +140,84 @@ def state_from_dict(d: dict[str, Any]) -> FileParse:
 
 
 class ScanCache:
-    """SQLite keeps per-file results; one transaction per scan, safe under concurrent hooks."""
+    """SQLite keeps per-file results; one transaction per scan, safe under concurrent hooks.
+
+    Paths are stored as their file-system bytes: a file name that is not UTF-8 is still a file.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or paths.costattr_home() / "cache" / "scan.sqlite"
         self.conn: sqlite3.Connection | None = None
         self.notice: str | None = None
 
-    def open(self) -> sqlite3.Connection | None:
+    def open(self) -> sqlite3.Connection:
         if self.conn is not None:
             return self.conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = self._connect()
         except sqlite3.DatabaseError as e:
-            if self.path.exists():
-                kept = move_aside(self.path)
-                self.notice = f"the scan cache was unreadable ({e}); moved to {kept} and rebuilt"
-                log(self.notice)
-                self.conn = self._connect()
-            else:
+            if not self.path.exists():
                 raise
+            self._set_aside(e)
+            self.conn = self._connect()
         return self.conn
+
+    def _set_aside(self, error: Exception) -> None:
+        kept = move_aside(self.path)
+        for suffix in ("-wal", "-shm"):  # the old journal belongs to the old file
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.unlink()
+        self.notice = f"the scan cache was unreadable ({error}); moved to {kept} and rebuilt"
+        log(self.notice)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=15, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != CACHE_VERSION:
-            conn.execute("DROP TABLE IF EXISTS files")
-            conn.execute(
-                "CREATE TABLE files (path TEXT PRIMARY KEY, tool TEXT, dev INTEGER, ino INTEGER, size INTEGER,"
-                " mtime_ns INTEGER, cwds TEXT, state BLOB)"
-            )
-            conn.execute(f"PRAGMA user_version={CACHE_VERSION}")
-        conn.execute("SELECT count(*) FROM files").fetchone()  # surfaces corruption now
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != CACHE_VERSION:
+                conn.execute("DROP TABLE IF EXISTS files")
+                conn.execute(
+                    "CREATE TABLE files (path BLOB PRIMARY KEY, tool TEXT, dev INTEGER, ino INTEGER,"
+                    " size INTEGER, mtime_ns INTEGER, cwds TEXT, state BLOB)"
+                )
+                conn.execute(f"PRAGMA user_version={CACHE_VERSION}")
+            conn.execute("SELECT count(*) FROM files").fetchone()  # surfaces corruption now
+        except sqlite3.Error:
+            conn.close()
+            raise
         return conn
 
     def fingerprints(self) -> dict[str, Fingerprint]:
-        conn = self.open()
-        assert conn is not None
-        rows = conn.execute("SELECT path, tool, dev, ino, size, mtime_ns, cwds FROM files").fetchall()
-        return {r[0]: (r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])) for r in rows}
+        rows = self.open().execute("SELECT path, tool, dev, ino, size, mtime_ns, cwds FROM files").fetchall()
+        return {os.fsdecode(r[0]): (r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])) for r in rows}
 
     def states(self, paths_: list[str]) -> dict[str, dict[str, Any]]:
         conn = self.open()
-        assert conn is not None
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(paths_), 500):
-            batch = paths_[i : i + 500]
+            batch = [os.fsencode(p) for p in paths_[i : i + 500]]
             q = f"SELECT path, state FROM files WHERE path IN ({','.join('?' * len(batch))})"
             for path, blob in conn.execute(q, batch):
-                out[path] = orjson.loads(blob)
+                out[os.fsdecode(path)] = orjson.loads(blob)
         return out
 
-    def store(self, rows: list[tuple[FileInfo, dict[str, Any]]]) -> None:
+    def store(self, rows: list[tuple[FileInfo, dict[str, Any], bytes]]) -> None:
+        """Save (file, state, state serialised) rows; the serialised form is stored as it is."""
         if not rows:
             return
         conn = self.open()
-        assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (str(fi.path), fi.tool, fi.dev, fi.ino, fi.size, fi.mtime_ns,
-                     orjson.dumps(sorted({r[3] for r in st["records"]})).decode(), orjson.dumps(st))
-                    for fi, st in rows
+                    (os.fsencode(fi.path), fi.tool, fi.dev, fi.ino, fi.size, fi.mtime_ns,
+                     orjson.dumps(sorted({r[3] for r in st["records"]})).decode(), blob)
+                    for fi, st, blob in rows
                 ],
             )
             conn.execute("COMMIT")
@@ -221,10 +233,8 @@ class ScanCache:
         """Drop the rows of files that no longer exist (Claude Code deletes old transcripts)."""
         if not gone:
             return
-        conn = self.open()
-        assert conn is not None
         try:
-            conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in gone])
+            self.open().executemany("DELETE FROM files WHERE path = ?", [(os.fsencode(p),) for p in gone])
         except sqlite3.OperationalError as e:
             log(f"scan cache not pruned: {e}")
 
@@ -272,37 +282,76 @@ def scan(
     skip loading the rest of a large history from the cache.
     """
     tools = list(tools or SOURCES)
-    files, looked_in = discover(tools)
-    cache = ScanCache() if use_cache else None
-    try:
-        known = _fingerprints(cache)
-        unchanged, grown, new = _plan(files, known, cwd_filter)
-        cached_states = _load_states(cache, unchanged + [str(fi.path) for fi in grown])
-        # A cached file whose state could not be loaded is simply read again.
-        lost = set(unchanged) - cached_states.keys()
-        new += [fi for fi in files if str(fi.path) in lost]
-        unchanged = [p for p in unchanged if p not in lost]
-        jobs = [(fi, cached_states.get(str(fi.path))) for fi in grown] + [(fi, None) for fi in new]
-        parsed = _parse_all(jobs, progress, workers)
-        if cache is not None:
-            cache.store([(fi, st) for fi, st, _ in parsed])
-            present = {str(fi.path) for fi in files}
-            cache.forget([p for p, fp in known.items() if fp[0] in tools and p not in present])
-    finally:
-        if cache is not None:
-            cache.close()
-
-    stats = ScanStats(files=len(files), cached_files=len(unchanged))
-    if cache is not None and cache.notice:
-        stats.skipped_where.append(cache.notice)
-    size_of = {str(fi.path): fi.size for fi in files}
-    per_file = [(p, cached_states[p]) for p in unchanged] + [(str(fi.path), st) for fi, st, _ in parsed]
-    stats.bytes_read = sum(n for _, _, n in parsed)
-    records = _gather(per_file, size_of, stats, cwd_filter)
-    events = [to_event(r) for r in dedup(records)]
+    with _gc_paused():
+        files, looked_in = discover(tools)
+        cache = _open_cache() if use_cache else None
+        try:
+            parsed, cached_states = _read_all(files, tools, cache, cwd_filter, progress, workers)
+        finally:
+            if cache is not None:
+                cache.close()
+        stats = ScanStats(files=len(files), cached_files=len(cached_states))
+        if cache is not None and cache.notice:
+            stats.skipped_where.append(cache.notice)
+        stats.bytes_read = sum(p[3] for p in parsed)
+        per_file = list(cached_states.items()) + [(str(p[0].path), p[1]) for p in parsed]
+        records = _gather(per_file, {str(fi.path): fi.size for fi in files}, stats, cwd_filter)
+        events = [to_event(r) for r in dedup(records)]
     if cwd_filter is not None:
         events = [e for e in events if cwd_filter(e.cwd)]
-    return ScanResult(events, stats, looked_in, files, [fi for fi, _, _ in parsed])
+    return ScanResult(events, stats, looked_in, files, [p[0] for p in parsed])
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a scan builds its records and events: they are plain
+    tuples, lists and slotted objects (nothing cyclic to free), yet with GC on every few hundred
+    allocations Python walks them all again: a third of a warm scan's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _open_cache() -> ScanCache | None:
+    cache = ScanCache()
+    try:
+        cache.open()
+    except (OSError, sqlite3.Error) as e:
+        log(f"scan cache unavailable ({e}); scanning without it")
+        return None
+    return cache
+
+
+def _read_all(
+    files: list[FileInfo],
+    tools: list[str],
+    cache: ScanCache | None,
+    cwd_filter: Callable[[str], bool] | None,
+    progress: ProgressFn | None,
+    workers: int | None,
+) -> tuple[list[Parsed], dict[str, dict[str, Any]]]:
+    """Parse what changed (from its cursor when it only grew), take the rest from the cache, and
+    save what was parsed. Returns (parsed files, cached states of unchanged files)."""
+    known = _fingerprints(cache)
+    unchanged, grown, new = _plan(files, known, cwd_filter)
+    states = _load_states(cache, unchanged + [str(fi.path) for fi in grown])
+    # A cached file whose state could not be loaded is simply read again.
+    lost = set(unchanged) - states.keys()
+    new += [fi for fi in files if str(fi.path) in lost]
+    jobs = [(fi, states.pop(str(fi.path), None)) for fi in grown] + [(fi, None) for fi in new]
+    parsed = _parse_all(jobs, progress, workers)
+    if cache is not None:
+        try:
+            cache.store([(fi, st, blob) for fi, st, blob, _ in parsed])
+            present = {str(fi.path) for fi in files}
+            cache.forget([p for p, fp in known.items() if fp[0] in tools and p not in present])
+        except sqlite3.Error as e:
+            log(f"scan cache not updated: {e}")
+    return parsed, states
 
 
 def _plan(
@@ -324,15 +373,33 @@ def _plan(
     return unchanged, grown, new
 
 
+def _fingerprints(cache: ScanCache | None) -> dict[str, Fingerprint]:
+    if cache is None:
+        return {}
+    try:
+        return cache.fingerprints()
+    except (sqlite3.DatabaseError, orjson.JSONDecodeError, TypeError) as e:
+        _rebuild(cache, e)
+        return {}
+
+
 def _load_states(cache: ScanCache | None, paths_: list[str]) -> dict[str, dict[str, Any]]:
     if cache is None or not paths_:
         return {}
     try:
         return cache.states(paths_)
     except (sqlite3.DatabaseError, orjson.JSONDecodeError, KeyError, TypeError) as e:
-        # Unreadable rows cost a re-read, never a wrong figure.
-        log(f"scan cache rows unreadable ({e}); reading the files again")
+        _rebuild(cache, e)  # unreadable rows cost a re-read, never a wrong figure
         return {}
+
+
+def _rebuild(cache: ScanCache, error: Exception) -> None:
+    """Keep a damaged cache aside and start an empty one (this run reads every file)."""
+    cache.close()
+    try:
+        cache._set_aside(error)
+    except OSError as e:
+        log(f"scan cache unreadable ({error}) and could not be moved aside ({e})")
 
 
 def _gather(
@@ -358,22 +425,9 @@ def _gather(
     return records
 
 
-def _fingerprints(cache: ScanCache | None) -> dict[str, Fingerprint]:
-    if cache is None:
-        return {}
-    try:
-        return cache.fingerprints()
-    except sqlite3.DatabaseError as e:
-        cache.close()
-        kept = move_aside(cache.path) if cache.path.exists() else None
-        cache.notice = f"the scan cache was unreadable ({e}); moved to {kept} and rebuilt"
-        log(cache.notice)
-        return cache.fingerprints()
-
-
 def _parse_all(
     jobs: list[tuple[FileInfo, dict[str, Any] | None]], progress: ProgressFn | None, workers: int | None
-) -> list[tuple[FileInfo, dict[str, Any], int]]:
+) -> list[Parsed]:
     """Parse the files that need it, over several processes when there is enough to read."""
     total = sum(fi.size - (st["offset"] if st else 0) for fi, st in jobs)
     workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -381,37 +435,38 @@ def _parse_all(
     args = [(fi.tool, str(fi.path), st) for fi, st in order]
     if workers > 1 and total >= PARALLEL_MIN_BYTES and len(jobs) > 1:
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor  # only a big cold scan pays its import
 
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-        with pool:
-            results: Iterable[tuple[dict[str, Any], int] | None] = pool.map(_parse_job, args, chunksize=4)
-            return _collect(order, results, progress, total)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return _collect(order, pool.map(_parse_job, args, chunksize=4), progress, total)
     return _collect(order, map(_parse_job, args), progress, total)
 
 
 def _collect(
     order: list[tuple[FileInfo, dict[str, Any] | None]],
-    results: Iterable[tuple[dict[str, Any], int] | None],
+    results: Iterable[tuple[bytes, int] | None],
     progress: ProgressFn | None,
     total: int,
-) -> list[tuple[FileInfo, dict[str, Any], int]]:
-    out: list[tuple[FileInfo, dict[str, Any], int]] = []
+) -> list[Parsed]:
+    out: list[Parsed] = []
     done = 0
     for (fi, _), res in zip(order, results, strict=True):
         done += fi.size
         if progress:
             progress(min(done, total), total)
         if res is not None:
-            out.append((fi, res[0], res[1]))
+            out.append((fi, orjson.loads(res[0]), res[0], res[1]))
     return out
 
 
 def dedup(records: Iterable[Record]) -> list[Record]:
     """One record per request across every file.
 
-    Primary key: (message.id, requestId). A `/btw` side question replays parent messages with the
-    same message.id under a new requestId in a sidechain file: when either copy is a sidechain, the
-    message.id alone identifies the request and the non-sidechain copy is kept.
+    Primary key: (message.id, requestId): copies of one request (streamed blocks, subagent file
+    and its progress replay, resumed-session copies, archived rollouts) keep the most complete.
+    A `/btw` side question replays parent messages with the same message.id under a new
+    requestId in a sidechain file: when either copy is a sidechain, the message.id alone
+    identifies the request and the non-sidechain copy is kept.
     """
     best: dict[str, Record] = {}
     by_message: dict[str, str] = {}
@@ -440,18 +495,8 @@ def dedup(records: Iterable[Record]) -> list[Record]:
 
 
 def to_event(r: Record) -> UsageEvent:
+    # Positional: this runs once per request on every scan, warm ones included.
     return UsageEvent(
-        tool="codex" if r[0].startswith("x:") else "claude",
-        session_id=r[9],
-        key=r[0],
-        ts=r[1],
-        model=r[2],
-        cwd=r[3],
-        git_branch=r[4],
-        tokens=Tokens(r[11], r[12], r[13], r[14], r[15], r[16]),
-        is_sidechain=r[5],
-        agent_id=r[6],
-        speed=r[7],
-        recorded_cost=r[8],
-        offset=r[10],
+        "codex" if r[0].startswith("x:") else "claude", r[9], r[0], r[1], r[2], r[3], r[4],
+        Tokens(r[11], r[12], r[13], r[14], r[15], r[16]), r[5], r[6], r[7], r[8], "", r[10],
     )

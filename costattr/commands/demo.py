@@ -36,7 +36,9 @@ class _CommitPrinter:
         if record.branch != self.branch:
             self.branch = record.branch
             _say(f"   {record.branch}  ({record.tool})")
-        subject = record.subject if len(record.subject) <= _SUBJECT_WIDTH else record.subject[: _SUBJECT_WIDTH - 1] + "…"
+        subject = record.subject
+        if len(subject) > _SUBJECT_WIDTH:
+            subject = subject[: _SUBJECT_WIDTH - 1] + "…"
         _say(f"     {record.sha[:7]} {subject:<{_SUBJECT_WIDTH}}  hook: {record.hook_summary}")
 
 
@@ -46,6 +48,8 @@ def _show(result: demo.DemoResult) -> None:
     _say()
     _say("3. What each issue cost: costattr report --by issue", bold=True)
     _say(result.report.rstrip())
+    _say("   (unattributed) is spend on main, before the typo branch existed: no issue to charge it to,")
+    _say("   so it is shown apart instead of being dropped.")
     _say()
     _say(f"4. The PR bot's comment on #{demo.PR_NUMBER}: costattr comment --pr {demo.PR_NUMBER} --dry-run", bold=True)
     _say(result.comment.rstrip())
@@ -63,7 +67,8 @@ def _explain_kept(dirs: demo.DemoDirs) -> None:
 
 
 @click.command("demo")
-@click.option("--keep", is_flag=True, help="Keep the temporary directory (repository, transcripts, ledger) and say where.")
+@click.option("--keep", is_flag=True,
+              help="Keep the temporary directory (repository, transcripts, ledger) and say where.")
 def command(keep: bool) -> None:
     """Run the whole flow on built-in data: a throw-away repository, Claude Code and Codex
     sessions on three issue branches, the post-commit hook recording each commit, then the

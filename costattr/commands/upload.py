@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from costattr.errors import CostattrError
+from costattr.errors import CostattrError, LedgerCorrupt
 
 
 def _usd(ctx: click.Context, param: click.Parameter, value: str | None) -> Decimal | None:
@@ -46,20 +46,56 @@ def command(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry
         _run(prs, base, session, dry_run, quiet)
         return
     try:
-        _run(prs, base, session, dry_run, quiet)
+        try:
+            _run(prs, base, session, dry_run, quiet)
+        except LedgerCorrupt as e:
+            # The damaged ledger is already moved aside (never overwritten): say where, then record
+            # this commit's spend into a fresh ledger rather than losing it.
+            click.echo(f"costattr: {_corrupt_line(e)}", err=True)
+            _run(prs, base, session, dry_run, quiet)
     except Exception as e:  # the hook must never fail or block a commit
         from costattr.logs import log_exception
 
         where = log_exception("upload (hook)")
         reason = e.message if isinstance(e, CostattrError) else f"{type(e).__name__}: {e}"
-        click.echo(f"costattr: spend not recorded ({reason}); details in {where}", err=True)
+        click.echo(f"costattr: spend not recorded ({_one_line(reason)}); details in {where}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _corrupt_line(e: LedgerCorrupt) -> str:
+    kept, path = getattr(e, "kept", None), getattr(e, "path", None)
+    if kept is None or path is None:
+        return _one_line(f"{e.message}; recording into a fresh ledger")
+    return _one_line(f"{e.message}; recording into a fresh ledger (to restore the earlier attributions: "
+                     f"repair {kept}, move it back to {path} and run `costattr upload`)")
+
+
+def _is_shared(cfg: object) -> bool:
+    """Whether a shared backend is configured (an invalid name counts: publishing will say why)."""
+    from costattr.ledger.select import backend_name
+
+    try:
+        return backend_name(getattr(getattr(cfg, "ledger", None), "backend", None)) != "json"
+    except CostattrError:
+        return True
+
+
+def _outbox_aside() -> set[Path]:
+    """Outbox files moved aside so far (an unreadable outbox file is kept, never deleted)."""
+    from costattr.ledger.outbox import outbox_root
+
+    root = outbox_root()
+    return set(root.glob("*/*.corrupt-*")) if root.is_dir() else set()
 
 
 def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool) -> None:
     from costattr import gitctx
     from costattr.config import load_config
     from costattr.ledger.select import publish_shared, shared_settings
-    from costattr.record import upload
+    from costattr.record import clear_pending, pending_entries, upload
 
     from costattr import hookfast
 
@@ -67,7 +103,8 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
     cfg = load_config(git.workdir)
     quiet = quiet or cfg.hook.quiet
     seen = hookfast.transcripts_fingerprint()  # before the scan: a file that changes meanwhile is read next time
-    result = upload(git, cfg, prs=prs, base=base, session=session, dry_run=dry_run)
+    shared = not dry_run and _is_shared(cfg)
+    result = upload(git, cfg, prs=prs, base=base, session=session, dry_run=dry_run, shared=shared)
     if dry_run:
         for entry in result.changed:
             click.echo(f"would record {entry.session_id[:8]}: {entry.cost_str} on "
@@ -75,8 +112,24 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
     messages = list(result.messages)
     if not dry_run:
         # Copies the new entries to the shared backend; failures wait in the outbox, never raise.
-        messages.append(publish_shared(result.changed, workdir=git.workdir, configured_backend=cfg.ledger.backend,
+        aside = _outbox_aside()
+        # Sessions an earlier hook wrote locally but was killed before handing over go out too.
+        batch = list(result.changed) + (pending_entries({e.session_id for e in result.changed}, messages)
+                                        if shared else [])
+        messages.append(publish_shared(batch, workdir=git.workdir, configured_backend=cfg.ledger.backend,
                                        settings=shared_settings(cfg)) or "")
+        if shared:
+            clear_pending(batch)  # handed over: published, or queued in the outbox
+        damaged = sorted(p for p in _outbox_aside() - aside if not p.name.endswith(("-wal", "-shm", "-journal")))
+        for kept in damaged:
+            messages.append(f"outbox file {kept.with_name(kept.name.split('.corrupt-')[0])} was unreadable; kept as "
+                            f"{kept}; this machine's entries were sent again in its place")
+        if damaged:
+            # What the damaged file held is unknown: send every local entry (the newest copy wins).
+            from costattr.ledger import local_ledger
+
+            messages.append(publish_shared(list(local_ledger().read().values()), workdir=git.workdir,
+                                           configured_backend=cfg.ledger.backend, settings=shared_settings(cfg)) or "")
     if not dry_run and session is None:
         hookfast.remember(Path(os.path.realpath(git.workdir)), seen, quiet=cfg.hook.quiet)
     if not quiet:

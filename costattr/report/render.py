@@ -5,25 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections import defaultdict
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
+from costattr.markdown import md_escape
 from costattr.output import TABLE_WIDTH, console, fmt_tokens, fmt_usd
 from costattr.report.rollup import Rollup, Row, local_day, pct
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
-
-
-def md_escape(text: str) -> str:
-    """User text (branch names, messages) made inert in markdown and HTML: no links, no tags,
-    no table breaks, no @-mentions."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = re.sub(r"[\r\n\t]+", " ", text)
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return text.replace("@", "@\u200b")
 
 
 def _duration(seconds: int) -> str:
@@ -59,9 +48,14 @@ def _cells(row: Row, tz: tzinfo | None = None) -> list[str]:
 
 
 HEADERS = ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Time"]
+_KEY_HEADERS = {"pr": "PR"}  # groupings whose heading is not just the name capitalised
 KEY_MAX_WIDTH = 26  # on a wide terminal; narrower when the other columns need the room
 KEY_MIN_WIDTH = 8
 COLUMN_GAP = 2  # what SIMPLE_HEAD without edges puts between two columns (padding + divider)
+
+
+def key_header(by: str) -> str:
+    return _KEY_HEADERS.get(by, by.capitalize())
 
 
 def fit(text: str, width: int) -> str:
@@ -87,7 +81,9 @@ def render_table(roll: Rollup, price_date: str | None = None) -> None:
     from rich.text import Text
 
     out = console()
-    body = [(row.key, _cells(row, roll.tz), None) for row in roll.rows]
+    # Over budget in red on a colour terminal; the `!` says the same where there is no colour (NO_COLOR).
+    body: list[tuple[str, list[str], str | None]] = [
+        (row.key, _cells(row, roll.tz), "red" if row.over_budget else None) for row in roll.rows]
     if roll.unattributed.requests:
         body.append(("(unattributed)", _cells(roll.unattributed, roll.tz), "dim"))
     footer = _cells(roll.total, roll.tz)
@@ -100,7 +96,7 @@ def render_table(roll: Rollup, price_date: str | None = None) -> None:
     key_width = max(KEY_MIN_WIDTH, min(KEY_MAX_WIDTH, room, longest))
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, show_footer=True,
               caption="; ".join(_footnotes(roll, price_date)), caption_justify="left")
-    t.add_column(roll.by.capitalize(), no_wrap=True, overflow="ellipsis", max_width=key_width, footer="Total")
+    t.add_column(key_header(roll.by), no_wrap=True, overflow="ellipsis", max_width=key_width, footer="Total")
     for i, header in enumerate(HEADERS):
         t.add_column(header, justify="left" if header == "Last" else "right", no_wrap=True, footer=footer[i])
     for key, cells, style in body:
@@ -115,15 +111,17 @@ def render_table(roll: Rollup, price_date: str | None = None) -> None:
 
 
 def render_markdown(roll: Rollup, price_date: str | None = None) -> str:
-    lines = [f"| {roll.by.capitalize()} | " + " | ".join(HEADERS) + " |",
+    """A table to paste into a tracker. Only keys and the price date come from outside (branch
+    names, a shared ledger) and are escaped; the figures are ours and stay readable."""
+    lines = [f"| {key_header(roll.by)} | " + " | ".join(HEADERS) + " |",
              "|---|" + "|".join("---:" if h != "Last" else "---" for h in HEADERS) + "|"]
     for row in roll.rows:
-        lines.append("| " + " | ".join([md_escape(row.key), *map(md_escape, _cells(row, roll.tz))]) + " |")
+        lines.append("| " + " | ".join([md_escape(row.key), *_cells(row, roll.tz)]) + " |")
     if roll.unattributed.requests:
-        lines.append("| _unattributed_ | " + " | ".join(map(md_escape, _cells(roll.unattributed, roll.tz))) + " |")
-    lines.append("| **Total** | " + " | ".join(f"**{md_escape(c)}**" for c in _cells(roll.total, roll.tz)) + " |")
+        lines.append("| _unattributed_ | " + " | ".join(_cells(roll.unattributed, roll.tz)) + " |")
+    lines.append("| **Total** | " + " | ".join(f"**{c}**" for c in _cells(roll.total, roll.tz)) + " |")
     lines.append("")
-    lines.append("_" + "; ".join(md_escape(n) for n in _footnotes(roll, price_date)) + "_")
+    lines.append("_" + "; ".join(_footnotes(roll, md_escape(price_date) if price_date else None)) + "_")
     return "\n".join(lines) + "\n"
 
 
@@ -178,7 +176,7 @@ def render_tree(roll: Rollup, price_date: str | None = None) -> str:
                 if seg.commit_message:
                     label += f": {seg.commit_message}"
                 stem = "   " if last_s else "│  "
-                lines.append(f"{fmt_usd(cost):>11} {pct(cost, s_cost):5.1f}%  {stem}{'└─' if j == len(segs) - 1 else '├─'} "
-                             f"{fit(label, 40)}")
+                head = f"{fmt_usd(cost):>11} {pct(cost, s_cost):5.1f}%  {stem}{'└─' if j == len(segs) - 1 else '├─'} "
+                lines.append(head + fit(label, max(TABLE_WIDTH - len(head), KEY_MIN_WIDTH)))
     lines.append(f"{fmt_usd(total, roll.total.estimated):>11} 100.0%  total")
     return "\n".join(lines) + "\n"

@@ -7,9 +7,11 @@ records and its new state, so the scan engine can cache per file and read only w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +20,7 @@ import orjson
 # Per-request token counts above this are not real (a whole 1M context is 10^6); such lines are
 # treated as corrupt rather than allowed to swamp a report.
 MAX_TOKENS_PER_REQUEST = 10**9
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # A stored record, compact for the cache:
 # (key, ts, model, cwd, branch, is_sidechain, agent_id, speed, recorded_cost, session_id, offset,
@@ -47,7 +50,7 @@ class FileParse:
         self.skipped += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         if len(self.where) < 50:
-            self.where.append(f"{path} (byte {offset}): {reason}")
+            self.where.append(clean_text(f"{path} (byte {offset}): {reason}"))
 
     def keep(self, rec: Record) -> None:
         """Keep one record per key: the most complete copy (see `better`)."""
@@ -99,6 +102,29 @@ class Source(Protocol):
         ...
 
 
+def walk_files(root: Path, wanted: Callable[[str], bool], skip_dirs: frozenset[str] = frozenset()) -> list[Path]:
+    """Files under `root` whose name is `wanted`, sorted. Symlinked directories are not entered
+    (a link back up the tree must not loop); unreadable directories are passed over."""
+    out: list[Path] = []
+    stack = [str(root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if entry.name not in skip_dirs:
+                                stack.append(entry.path)
+                        elif wanted(entry.name) and entry.is_file():
+                            out.append(Path(entry.path))
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    out.sort()
+    return out
+
+
 def iter_complete_lines(data: bytes, needles: tuple[bytes, ...]) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, line) for complete lines that contain any needle, each line once.
 
@@ -139,25 +165,23 @@ def consumed_length(data: bytes) -> int:
 
 
 def as_count(value: Any) -> int | None:
-    """A token count, or None when the value is not a plausible one (wrong type, negative, absurd)."""
-    if value is None:
-        return 0
-    if type(value) is not int:  # bool is an int subclass: reject it too
-        return None
-    if value < 0 or value > MAX_TOKENS_PER_REQUEST:
-        return None
-    return value
+    """A token count, or None when the value is not a plausible one (wrong type, negative, absurd).
+
+    null counts as 0: some writers emit null for "none", and rejecting the line would drop the
+    other, real counts on it."""
+    if type(value) is int:  # bool is an int subclass: `type` rejects it too
+        return value if 0 <= value <= MAX_TOKENS_PER_REQUEST else None
+    return 0 if value is None else None
 
 
 def clean_text(value: Any) -> str:
-    """A string safe to store and print: lone surrogates from binary tool output become U+FFFD."""
-    if not isinstance(value, str):
+    """A string safe to store and print: each lone surrogate (JSON escapes of binary tool output
+    cut mid-character) becomes one U+FFFD."""
+    if type(value) is not str:
         return ""
-    try:
-        value.encode("utf-8")
+    if value.isascii():  # the common case, and pure ASCII cannot hold a surrogate
         return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return _SURROGATE.sub("\ufffd", value)
 
 
 def loads_line(line: bytes) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from costattr import paths
-from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line
+from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line, walk_files
 
 NEEDLES = (b'"usage"',)
 MAX_RECORDED_COST = 10_000.0  # USD for one request: anything above is corruption, not a bill
@@ -26,12 +26,12 @@ def normalise_ts(value: Any) -> str | None:
     """ISO-8601 in UTC with a Z, or None when it is not a timestamp."""
     if not isinstance(value, str) or len(value) < 19 or value[10] != "T":
         return None
-    if value.endswith("Z") and len(value) <= 30:
+    if value[-1] == "Z" and len(value) <= 30:
         try:
-            datetime.fromisoformat(value[:-1])
+            naive = datetime.fromisoformat(value[:-1]).tzinfo is None
         except ValueError:
             return None
-        return value
+        return value if naive else None  # "...+02:00Z" is not a timestamp
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
@@ -55,6 +55,11 @@ def session_from_path(path: Path) -> str | None:
     return None
 
 
+def _is_transcript(name: str) -> bool:
+    """`*.jsonl`, without Claude Code's side files (`journal.jsonl`, `<uuid>.orphaned-*.jsonl`)."""
+    return name.endswith(".jsonl") and name not in IGNORED_NAMES and ".orphaned" not in name
+
+
 def recorded_cost(value: Any) -> str | None:
     """costUSD as old Claude Code wrote it, exact (through repr), or None when it is not a price."""
     if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= MAX_RECORDED_COST:
@@ -70,12 +75,8 @@ class ClaudeSource:
 
     def discover(self) -> Iterator[Path]:
         for root in self.roots():
-            if not root.is_dir():
-                continue
-            for path in sorted(root.rglob("*.jsonl")):
-                if path.name in IGNORED_NAMES or ".orphaned" in path.name or "tool-results" in path.parts:
-                    continue
-                yield path
+            if root.is_dir():
+                yield from walk_files(root, _is_transcript, frozenset({"tool-results"}))
 
     def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
         owner = session_from_path(path)
@@ -97,91 +98,93 @@ class ClaudeSource:
         obj: Any, state: FileParse, owner: str | None, fallback: str, spath: str, offset: int
     ) -> str | None:
         """Fold one parsed line; return why it was skipped, or None when it was fine."""
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             return "not a JSON object"
         envelope = obj
         kind = obj.get("type")
         replayed_agent: str | None = None
         if kind == "progress":
             data = obj.get("data")
-            inner = data.get("message") if isinstance(data, dict) else None
-            if not isinstance(inner, dict) or inner.get("type") != "assistant":
+            inner = data.get("message") if type(data) is dict else None
+            if type(inner) is not dict or inner.get("type") != "assistant":
                 return None  # hook/tool progress without a replayed message: bookkeeping
             # A subagent's message replayed in the parent file: subagent spend, the same request
             # as the line in the subagent's own file (dedup keeps one).
             agent = data.get("agentId")  # type: ignore[union-attr]
-            replayed_agent = agent if isinstance(agent, str) and agent else ""
+            replayed_agent = agent if type(agent) is str else ""
             obj = inner
-        elif kind not in ("assistant", None):
+        elif kind != "assistant" and kind is not None:
             return None  # user lines (toolUseResult.usage is a summary, never spend), system, ...
         message = obj.get("message")
-        if not isinstance(message, dict):
+        if type(message) is not dict:
             return None if kind is None else "assistant line without a message"
         if kind is None and message.get("role") != "assistant":
             return None
         usage = message.get("usage")
-        if not isinstance(usage, dict):
+        if type(usage) is not dict:
             return "assistant line without usage" if "usage" in message else None
         model = message.get("model")
         if model == "<synthetic>" or obj.get("isApiErrorMessage") is True:
             return None  # produced locally: not a model, not spend
-        if model is not None and not isinstance(model, str):
+        if model is not None and type(model) is not str:
             return "model is not a string"
-
-        inp = as_count(usage.get("input_tokens"))
-        out = as_count(usage.get("output_tokens"))
-        cw_total = as_count(usage.get("cache_creation_input_tokens"))
-        cr = as_count(usage.get("cache_read_input_tokens"))
-        if inp is None or out is None or cw_total is None or cr is None:
+        tokens = _claude_tokens(usage)
+        if tokens is None:
             return "implausible token counts"
-        cw5, cw1 = cw_total, 0
-        split = usage.get("cache_creation")
-        if isinstance(split, dict):
-            e5 = as_count(split.get("ephemeral_5m_input_tokens"))
-            e1 = as_count(split.get("ephemeral_1h_input_tokens"))
-            if e5 is None or e1 is None:
-                return "implausible token counts"
-            if e5 + e1:
-                cw5, cw1 = e5, e1
-
         ts = normalise_ts(obj.get("timestamp"))
         if ts is None:
             return "missing or invalid timestamp"
         line_session = envelope.get("sessionId")
-        session = owner or (line_session if isinstance(line_session, str) and line_session else fallback)
-
-        msg_id = message.get("id")
-        request_id = obj.get("requestId")
-        if isinstance(msg_id, str) and msg_id:
-            key = f"c:{msg_id}|{request_id}" if isinstance(request_id, str) and request_id else f"c:{msg_id}"
-        else:
-            uuid = obj.get("uuid")
-            key = f"c:u:{uuid}" if isinstance(uuid, str) and uuid else f"c:f:{spath}:{offset}"
-
-        recorded = recorded_cost(obj.get("costUSD"))
-        speed = usage.get("speed")
-        branch = obj.get("gitBranch", envelope.get("gitBranch"))
-        cwd = obj.get("cwd") or envelope.get("cwd")
-        agent = obj.get("agentId") or envelope.get("agentId") or replayed_agent
+        session = owner or (line_session if type(line_session) is str and line_session else fallback)
+        get = obj.get
         state.keep(
             (
-                key,
+                _request_key(message.get("id"), get("requestId"), get("uuid"), spath, offset),
                 ts,
                 clean_text(model) if model else "",
-                clean_text(cwd),
-                clean_text(branch) or None,
-                replayed_agent is not None or obj.get("isSidechain") is True or envelope.get("isSidechain") is True,
-                clean_text(agent) or None,
-                speed if speed == "fast" else None,
-                recorded,
+                clean_text(get("cwd") or envelope.get("cwd")),
+                clean_text(get("gitBranch", envelope.get("gitBranch"))) or None,
+                replayed_agent is not None or get("isSidechain") is True or envelope.get("isSidechain") is True,
+                clean_text(get("agentId") or envelope.get("agentId") or replayed_agent) or None,
+                "fast" if usage.get("speed") == "fast" else None,
+                recorded_cost(get("costUSD")),
                 clean_text(session),
                 offset,
-                inp,
-                out,
-                cw5,
-                cw1,
-                cr,
-                0,
+                *tokens,
             )
         )
         return None
+
+
+def _claude_tokens(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int] | None:
+    """(input, output, cache_write_5m, cache_write_1h, cache_read, reasoning), None if implausible.
+
+    The cache-write total is split by the `cache_creation` breakdown when it has one (1h writes
+    cost more); otherwise all of it is 5-minute writes."""
+    get = usage.get
+    inp = as_count(get("input_tokens"))
+    out = as_count(get("output_tokens"))
+    cw5 = as_count(get("cache_creation_input_tokens"))
+    cr = as_count(get("cache_read_input_tokens"))
+    if inp is None or out is None or cw5 is None or cr is None:
+        return None
+    cw1 = 0
+    split = get("cache_creation")
+    if type(split) is dict:
+        e5 = as_count(split.get("ephemeral_5m_input_tokens"))
+        e1 = as_count(split.get("ephemeral_1h_input_tokens"))
+        if e5 is None or e1 is None:
+            return None
+        if e5 + e1:
+            cw5, cw1 = e5, e1
+    return inp, out, cw5, cw1, cr, 0
+
+
+def _request_key(msg_id: Any, request_id: Any, uuid: Any, spath: str, offset: int) -> str:
+    """(message.id, requestId), message.id alone when the requestId is missing; a line without
+    a message id cannot be matched to any copy: its uuid, or its place in the file."""
+    if type(msg_id) is str and msg_id:
+        key = f"c:{msg_id}|{request_id}" if type(request_id) is str and request_id else f"c:{msg_id}"
+    else:
+        key = f"c:u:{uuid}" if type(uuid) is str and uuid else f"c:f:{spath}:{offset}"
+    return clean_text(key)  # the cache stores keys as UTF-8: no lone surrogates

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from costattr import paths
-from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line
+from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line, walk_files
 from costattr.sources.claude import normalise_ts
 
 NEEDLES = (b'"session_meta"', b'"turn_context"', b'"token_count"')
@@ -36,6 +36,10 @@ def _usage_tuple(usage: Any) -> tuple[int, int, int, int] | None:
     if inp is None or cached is None or out is None or reasoning is None:
         return None
     return inp, min(cached, inp), out, reasoning
+
+
+def _is_rollout(name: str) -> bool:
+    return name.startswith("rollout-") and name.endswith(".jsonl")
 
 
 def _parent_thread(payload: dict[str, Any]) -> tuple[str | None, bool]:
@@ -82,7 +86,7 @@ class CodexSource:
     def discover(self) -> Iterator[Path]:
         for root in self.roots():
             if root.is_dir():
-                yield from sorted(root.rglob("rollout-*.jsonl"))
+                yield from walk_files(root, _is_rollout)
 
     def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
         st = state.parser_state

@@ -172,6 +172,11 @@ def generate_corpus(claude_dir: Path, codex_home: Path, target_bytes: int, seed:
     return truth
 
 
+def _written(w: ClaudeSessionWriter, subs: list[ClaudeSessionWriter]) -> int:
+    """Bytes a session wrote so far, its own subagent files included."""
+    return w.bytes_written + sum(s.bytes_written for s in subs if s.owns_file)
+
+
 @dataclass
 class _Context:
     """One conversation's growing prompt cache, and the branches its project has."""
@@ -211,7 +216,7 @@ class _Generator:
         return self.pool[start : start + n]
 
     def output_size(self) -> int:
-        """Tool output bytes: mostly small, a long tail of whole files and logs."""
+        """Tool output bytes: mostly small (median 2.4 KB), a long tail of whole files and logs."""
         return min(400_000, int(self.rng.lognormvariate(7.8, 1.4)))
 
     def when(self) -> datetime:
@@ -239,11 +244,12 @@ class _Generator:
         w, ctx = self.claude_writer()
         model = self.rng.choices([SONNET, OPUS, HAIKU], [70, 25, 5])[0]
         subs: list[ClaudeSessionWriter] = []
-        while w.bytes_written < size:
-            self.claude_turn(w, model, ctx, subs)
+        while _written(w, subs) < size:
+            self.claude_turn(w, model, ctx, subs, size)
         self.done(w, *subs)
 
-    def claude_turn(self, w: ClaudeSessionWriter, model: str, ctx: _Context, subs: list[ClaudeSessionWriter]) -> None:
+    def claude_turn(self, w: ClaudeSessionWriter, model: str, ctx: _Context, subs: list[ClaudeSessionWriter],
+                    size: int) -> None:
         if self.rng.random() < 0.08:
             w.branch = self.rng.choice(ctx.branches)
         w.clock.advance(self.rng.randint(20, 900))
@@ -251,13 +257,16 @@ class _Generator:
             w.bookkeeping()
         w.user_prompt(self.text(self.rng.randint(40, 600)))
         for _ in range(self.rng.randint(1, 7)):
+            room = size - _written(w, subs)
+            if room <= 0:
+                break
             if self.rng.random() < 0.08 and not w.version.startswith("1."):
-                subs.append(self.claude_subagent(w, model, ctx))
+                subs.append(self.claude_subagent(w, model, ctx, room))
                 continue
             r = self.claude_call(w, model, ctx)
             if r.tool_use_id is None:
                 break
-            self.claude_tool_result(w, r, ctx)
+            self.claude_tool_result(w, r, ctx, room)
 
     def claude_call(self, w: ClaudeSessionWriter, model: str, ctx: _Context, *,
                     content: list[dict[str, Any]] | None = None, session: str | None = None) -> Response:
@@ -276,8 +285,8 @@ class _Generator:
             ctx.cache = self.rng.randint(12_000, 20_000)
         return r
 
-    def claude_tool_result(self, w: ClaudeSessionWriter, r: Response, ctx: _Context) -> None:
-        out = self.text(self.output_size())
+    def claude_tool_result(self, w: ClaudeSessionWriter, r: Response, ctx: _Context, room: int = 1 << 30) -> None:
+        out = self.text(min(self.output_size(), max(200, room // 2)))  # the result holds it twice
         if self.rng.random() < 0.5:  # Read: the file is in the result twice (content + toolUseResult)
             result: Any = {"type": "text", "file": {"filePath": f"{w.cwd}/src/module_{self.rng.randint(1, 99)}.py",
                            "content": out, "numLines": out.count("\n") + 1, "startLine": 1,
@@ -288,7 +297,7 @@ class _Generator:
         ctx.pending_write = len(out) // 4
 
     def claude_subagent(self, w: ClaudeSessionWriter, model: str, ctx: _Context,
-                        partial_replays: bool = True) -> ClaudeSessionWriter:
+                        room: int = 1 << 40) -> ClaudeSessionWriter:
         """An Agent/Task call: the subagent's own transcript (layout by version), progress
         replays of its messages in the parent (2.1.x), and the usage summary on the result."""
         tool_id = w.ids.tool_use_id()
@@ -300,17 +309,18 @@ class _Generator:
         sub.user_prompt(call[0]["input"]["prompt"])
         sub_model = self.rng.choice([HAIKU, model])
         sctx = _Context(self.rng.randint(8_000, 15_000))
+        start = _written(w, [sub])
         for _ in range(self.rng.randint(2, 9)):
             r = self.claude_call(sub, sub_model, sctx)
             if w.version.startswith("2.1") and self.rng.random() < 0.6:
                 # Sometimes only the first (placeholder) block is replayed: the subagent file's
                 # complete copy must still win.
-                lines = 1 if partial_replays and self.rng.random() < 0.3 else None
-                w.progress_replay(r, sub.agent_id, tool_id, lines=lines)
+                w.progress_replay(r, sub.agent_id, tool_id, lines=1 if self.rng.random() < 0.3 else None)
                 self.truth.trap("progress replay")
-            if r.tool_use_id is None:
+            left = room - (_written(w, [sub]) - start)
+            if r.tool_use_id is None or left <= 0:
                 break
-            self.claude_tool_result(sub, r, sctx)
+            self.claude_tool_result(sub, r, sctx, left)
         w.clock.now = max(w.clock.now, sub.clock.now)
         w.user_tool_result(tool_id, self.text(800), with_task_usage_summary=True, agent_id=sub.agent_id)
         self.truth.trap("toolUseResult.usage summary")
@@ -329,15 +339,18 @@ class _Generator:
         model = self.rng.choice(["gpt-5.1-codex", "gpt-5-codex"])
         context = self.rng.randint(9_000, 14_000)
         while c.bytes_written < size:
-            context = self.codex_turn(c, model, context)
+            context = self.codex_turn(c, model, context, size=size)
         self.done(c)
 
-    def codex_turn(self, c: CodexRolloutWriter, model: str, context: int, *, with_last: bool = True) -> int:
+    def codex_turn(self, c: CodexRolloutWriter, model: str, context: int, *, with_last: bool = True,
+                   size: int = 1 << 40) -> int:
         c.turn(model, self.text(self.rng.randint(40, 400)))
         if self.rng.random() < 0.6:
             c.rate_limit_only()
         for _ in range(self.rng.randint(1, 6)):
-            c.tool_call(self.text(self.output_size() // 2), "pytest -q")
+            if c.bytes_written >= size:
+                break
+            c.tool_call(self.text(min(self.output_size() // 2, max(200, size - c.bytes_written))), "pytest -q")
             cached = int(context * self.rng.uniform(0.55, 0.95))
             out = int(self.rng.lognormvariate(5.5, 1.0)) + 1
             t = c.token_count(context, cached, out, self.rng.randint(0, out), with_last=with_last)
@@ -441,7 +454,7 @@ class _Generator:
         self.truth.trap("inline sidechain lines")
         # A >5 MB line (a Write of a generated file), and a huge tool result next to it.
         big, _ = self.claude_writer("2.1.218", project=3)
-        huge = 5_300_000 if self.target >= 40 << 20 else 300_000
+        huge = 5_300_000 if self.target >= 40 << 20 else max(50_000, self.target // 20)
         self._spend(big, big.response(SONNET, blocks=2, tool_input_bytes=huge, cache_read=20_000), "huge line")
         big.user_tool_result(None, self.text(huge))
         self.done(w, sub, old, big)

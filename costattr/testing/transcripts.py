@@ -596,3 +596,15 @@ class CodexRolloutWriter:
 
     def close(self) -> None:
         self.file.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading results back (tests)
+
+
+def tokens_by_session(events: Any) -> dict[str, Tokens]:
+    """Summed tokens per session of scanned events: what most reader tests compare."""
+    out: dict[str, Tokens] = {}
+    for ev in events:
+        out.setdefault(ev.session_id, Tokens()).add(ev.tokens)
+    return out
