@@ -25,6 +25,7 @@ from decimal import Decimal
 
 from costattr.markdown import md_escape
 from costattr.models import LedgerEntry, Segment, Tokens, money, newer_entry
+from costattr.report.rollup import segment_prs
 
 MARKER = "<!-- costattr:pr-cost v1 -->"
 GITHUB_BODY_LIMIT = 65_536  # GitHub answers 422 "Body is too long" above this
@@ -176,11 +177,8 @@ def select_pr_segments(
 def _segment_in_pr(
     entry: LedgerEntry, seg: Segment, pr_number: int, branch: str | None, commits: CommitMatcher
 ) -> bool:
-    if pr_number in seg.prs:
-        return True
-    # A session linked with `upload --pr N` brings its spend along, except segments that say
-    # they belong to another PR (a long session that moved on to the next branch and PR).
-    if not seg.prs and pr_number in entry.prs:
+    # The same PR link as `report --by pr`, so the comment and the report agree.
+    if pr_number in segment_prs(entry, seg):
         return True
     if branch is not None and seg.branch == branch:
         return True

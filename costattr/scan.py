@@ -72,12 +72,13 @@ def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
         if state.offset and not _same_prefix(f, state):
             state = FileParse()
         f.seek(state.offset)
-        carry = b""
         pos = start = state.offset
-        while True:
-            block = f.read(READ_CHUNK)
-            if not block:
-                break
+        # Most files are read in one exact-size read; a huge one in chunks, so memory stays
+        # bounded by a chunk plus the longest line.
+        left = os.fstat(f.fileno()).st_size - pos
+        chunks = iter([f.read()]) if left <= READ_CHUNK else iter(lambda: f.read(READ_CHUNK), b"")
+        carry = b""
+        for block in chunks:
             data = carry + block if carry else block
             cut = data.rfind(b"\n") + 1
             if cut:

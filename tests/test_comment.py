@@ -70,9 +70,9 @@ def seg(
 
 
 def entry(sid: str, *segments: Segment, tool: str = "claude", prs: tuple[int, ...] = (), repo: str | None = REPO,
-          price_date: str | None = "2026-01-15") -> LedgerEntry:
+          price_date: str | None = "2026-01-15", branch: str | None = None) -> LedgerEntry:
     return LedgerEntry(
-        session_id=sid, tool=tool, prs=list(prs), repo=repo, segments=list(segments), updated_at=1.0,
+        session_id=sid, tool=tool, prs=list(prs), repo=repo, segments=list(segments), updated_at=1.0, branch=branch,
         cost_usd=sum(s.cost_usd for s in segments), price_table_date=price_date,
     )
 
@@ -206,7 +206,8 @@ def test_select_by_pr_branch_and_commit_each_segment_once() -> None:
     unrelated = seg(branch="main", commit=SHA_MAIN)
     entries = {
         "a": entry("a", by_seg_pr, by_branch, by_commit, all_rules, unrelated),
-        "b": entry("b", by_entry_pr, other_pr, prs=(12, 13)),
+        # `upload --pr` links the entry's branch (where the session was when it was linked)
+        "b": entry("b", by_entry_pr, other_pr, prs=(12, 13), branch="elsewhere"),
     }
     picked = [s for _, s in select_pr_segments(entries, 12, BRANCH, [SHA1, SHA2])]
     assert picked == [by_seg_pr, by_branch, by_commit, all_rules, by_entry_pr]

@@ -5,7 +5,6 @@ re-emits, forks and archives, unknown models, long context, fast mode, 1h cache 
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from costattr.cli import cli
-from costattr.sessions import NO_BRANCH
-from costattr.testing.corpus import generate_corpus
+from costattr.testing.corpus import compare_to_truth, generate_corpus
 
 CORPUS_BYTES = 2_000_000
 
@@ -33,21 +31,9 @@ def sessions_json() -> dict[str, Any]:
 
 
 def test_every_session_matches_the_ground_truth(corpus: dict[str, Any]) -> None:
-    got = sessions_json()
-    by_id = {s["session_id"]: s for s in got["sessions"]}
-    assert set(by_id) == set(corpus["sessions"])
-    for sid, truth in corpus["sessions"].items():
-        s = by_id[sid]
-        assert s["tool"] == truth["tool"], sid
-        assert s["tokens"] == truth["tokens"], sid
-        assert (s["requests"], s["unpriced_requests"]) == (truth["requests"], truth["unpriced_requests"]), sid
-        assert set(s["models"]) == set(truth["models"]), sid
-        assert {b: v["tokens"] for b, v in s["branches"].items()} == {
-            b or NO_BRANCH: t for b, t in truth["branches"].items()}, sid
-        assert _close(s["cost_usd"], truth["cost_usd"]), (sid, s["cost_usd"], truth["cost_usd"])
-    assert got["totals"]["tokens"] == corpus["totals"]["tokens"]
-    assert _close(got["totals"]["cost_usd"], corpus["totals"]["cost_usd"])
-    assert got["skipped_lines"] == corpus["skipped_lines"]
+    report = sessions_json()
+    assert len(report["sessions"]) == len(corpus["sessions"]) > 5
+    assert compare_to_truth(corpus, report) == []
 
 
 def test_the_corpus_plants_every_trap(corpus: dict[str, Any]) -> None:
@@ -79,9 +65,3 @@ def test_the_corpus_is_reproducible(tmp_path: Path) -> None:
 
 def test_a_warm_rerun_gives_the_same_figures(corpus: dict[str, Any]) -> None:
     assert sessions_json() == sessions_json()
-
-
-def _close(got: float, truth: str) -> bool:
-    """Within 1e-6 relative (the JSON edge is a float)."""
-    expected = Decimal(truth)
-    return abs(Decimal(repr(got)) - expected) <= Decimal("1e-6") * max(expected, Decimal("1e-9"))

@@ -1,9 +1,10 @@
 """`costattr doctor`: where costattr looks, what it finds, and what is misconfigured, with the fix.
 
 Each check is a small function returning a Section of Findings; the command prints them (text or
-JSON) and exits 1 when any finding is a failure, so CI can run it too. Doctor only reads: the
-JSON ledger is decoded from its bytes (the ledger class would move a corrupt file aside), the
-memory API is asked once with a short deadline, and secrets are shown masked, never whole.
+JSON) and exits 1 when any finding is a failure, so CI can run it too. Doctor changes nothing
+it inspects (only the scan's own parse cache is refreshed): the JSON ledger is decoded from its
+bytes (the ledger class would move a corrupt file aside), the memory API is read once with a
+short deadline, and secrets are shown masked, never whole.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import click
 
 from costattr import __version__
+from costattr.commands.install import HOOK_NAME, is_ours
 from costattr.config import Config
 from costattr.errors import CostattrError
 from costattr.gitctx import GitContext
@@ -31,7 +33,6 @@ Status = Literal["ok", "info", "warn", "fail"]
 
 REACH_TIMEOUT_S = 2.0  # a whole memory-API read, retries included: doctor must answer quickly
 PRICE_TABLE_STALE_DAYS = 90
-HOOK_NAME = "post-commit"
 _MARKS: dict[Status, tuple[str, str | None]] = {
     "ok": ("ok  ", "green"), "info": ("info", None), "warn": ("warn", "yellow"), "fail": ("FAIL", "red"),
 }
@@ -310,8 +311,6 @@ def check_hook(git: GitContext | None) -> Section:
 
 
 def _existing_hook(section: Section, git: GitContext, hook: Path) -> None:
-    from costattr.commands.install import is_ours
-
     text = hook.read_text(encoding="utf-8", errors="replace")
     if not os.access(hook, os.X_OK):
         section.add("fail", f"{hook} is not executable: git skips it", f"chmod +x {hook}")

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from costattr.models import Tokens
+from costattr.sessions import NO_BRANCH
 from costattr.testing.transcripts import ClaudeSessionWriter, CodexRolloutWriter, Response, dumps
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +106,7 @@ class GroundTruth:
         self.sessions: dict[str, SessionTruth] = {}
         self.skipped_lines = 0
         self.traps: Counter[str] = Counter()
+        self.trap_sessions: dict[str, set[str]] = {}  # which sessions each trap was planted in
 
     def spend(self, tool: str, session: str, model: str, tokens: Tokens, branch: str | None, *,
               speed: str | None = None, recorded_cost: Decimal | None = None) -> None:
@@ -120,12 +122,13 @@ class GroundTruth:
         else:
             s.cost += cost
 
-    def bad_lines(self, trap: str, n: int = 1) -> None:
+    def bad_lines(self, trap: str, session: str, n: int = 1) -> None:
         self.skipped_lines += n
-        self.traps[trap] += n
+        self.trap(trap, session, n)
 
-    def trap(self, name: str) -> None:
-        self.traps[name] += 1
+    def trap(self, name: str, session: str, n: int = 1) -> None:
+        self.traps[name] += n
+        self.trap_sessions.setdefault(name, set()).add(session)
 
     def as_dict(self) -> dict[str, Any]:
         total = Tokens()
@@ -139,7 +142,45 @@ class GroundTruth:
                        "unpriced_requests": sum(s.unpriced_requests for s in self.sessions.values())},
             "skipped_lines": self.skipped_lines,
             "traps": dict(sorted(self.traps.items())),
+            "trap_sessions": {t: sorted(ss) for t, ss in sorted(self.trap_sessions.items())},
         }
+
+
+def compare_to_truth(truth: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    """Every difference between a `costattr sessions --format json` report and the ground truth:
+    tokens, requests, unpriced counts, models and branches exactly, cost to 1e-6 relative, and
+    the skipped-line count. An empty list means the report is right."""
+    problems: list[str] = []
+    got = {s["session_id"]: s for s in report["sessions"]}
+    problems += [f"{sid}: {'unexpected' if sid in got else 'missing'} session"
+                 for sid in sorted(got.keys() ^ truth["sessions"].keys())]
+    for sid, want in truth["sessions"].items():
+        s = got.get(sid)
+        if s is None:
+            continue
+        for key in ("tool", "tokens", "requests", "unpriced_requests"):
+            if s[key] != want[key]:
+                problems.append(f"{sid}: {key} {s[key]} != {want[key]}")
+        if set(s["models"]) != set(want["models"]):
+            problems.append(f"{sid}: models {sorted(s['models'])} != {want['models']}")
+        branches = {b: v["tokens"] for b, v in s["branches"].items()}
+        if branches != {b or NO_BRANCH: t for b, t in want["branches"].items()}:
+            problems.append(f"{sid}: branches {branches} != {want['branches']}")
+        if not _close(s["cost_usd"], want["cost_usd"]):
+            problems.append(f"{sid}: cost {s['cost_usd']} != {want['cost_usd']}")
+    if report["totals"]["tokens"] != truth["totals"]["tokens"]:
+        problems.append(f"totals: tokens {report['totals']['tokens']} != {truth['totals']['tokens']}")
+    if not _close(report["totals"]["cost_usd"], truth["totals"]["cost_usd"]):
+        problems.append(f"totals: cost {report['totals']['cost_usd']} != {truth['totals']['cost_usd']}")
+    if report["skipped_lines"] != truth["skipped_lines"]:
+        problems.append(f"skipped_lines {report['skipped_lines']} != {truth['skipped_lines']}")
+    return problems
+
+
+def _close(got: float, want: str) -> bool:
+    """Within 1e-6 relative: the JSON edge is a float."""
+    expected = Decimal(want)
+    return abs(Decimal(repr(got)) - expected) <= Decimal("1e-6") * max(expected, Decimal("1e-9"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,14 +357,14 @@ class _Generator:
                 # Sometimes only the first (placeholder) block is replayed: the subagent file's
                 # complete copy must still win.
                 w.progress_replay(r, sub.agent_id, tool_id, lines=1 if self.rng.random() < 0.3 else None)
-                self.truth.trap("progress replay")
+                self.truth.trap("progress replay", w.session_id)
             left = room - (_written(w, [sub]) - start)
             if r.tool_use_id is None or left <= 0:
                 break
             self.claude_tool_result(sub, r, sctx, left)
         w.clock.now = max(w.clock.now, sub.clock.now)
         w.user_tool_result(tool_id, self.text(800), with_task_usage_summary=True, agent_id=sub.agent_id)
-        self.truth.trap("toolUseResult.usage summary")
+        self.truth.trap("toolUseResult.usage summary", w.session_id)
         return sub
 
     # -- realistic Codex sessions --------------------------------------------------------------
@@ -358,7 +399,7 @@ class _Generator:
             context += self.rng.randint(400, 5_000)
             if self.rng.random() < 0.2:
                 c.reemit()
-                self.truth.trap("codex re-emitted token_count")
+                self.truth.trap("codex re-emitted token_count", c.session_id)
         c.agent_message(self.text(self.rng.randint(80, 900)))
         return context
 
@@ -392,10 +433,10 @@ class _Generator:
         self._spend(w, w.response(OPUS, speed="fast", cache_read=30_000, output=400), "fast mode", speed="fast")
         w.synthetic()
         w.synthetic("No response requested.")
-        self.truth.trap("<synthetic> / isApiErrorMessage")
+        self.truth.trap("<synthetic> / isApiErrorMessage", w.session_id)
         subs.append(self.claude_subagent(w, SONNET, ctx))
         side = w.btw_replay(first, cache_read=first.tokens.cache_read + 50_000)
-        self.truth.trap("/btw sidechain replay")
+        self.truth.trap("/btw sidechain replay", w.session_id)
         self._spend(w, w.response(SONNET, text="binary output \udcb2\ud83d cut", cache_read=ctx.cache),
                     "lone-surrogate escapes")
         self._spend(w, w.response(SONNET, text="BAD_UTF8_HERE", edit=(b"BAD_UTF8_HERE", b"caf\xc3 \xff\xfe"),
@@ -403,19 +444,19 @@ class _Generator:
         w.raw(b'{"type":"user","message":{"role":"user","content":"\xff\xfe raw tool bytes"}}\n')
 
         resumed = w.resume_copy()  # copies everything so far, original sessionId kept
-        self.truth.trap("resume copy")
+        self.truth.trap("resume copy", resumed.session_id)
         rctx = _Context(ctx.cache, ctx.branches)
         for _ in range(3):
             self.claude_call(resumed, SONNET, rctx)
 
         self._plant_bad_usage_lines(w)
         w.response(SONNET, blocks=1, torn=True)
-        self.truth.bad_lines("torn last line")
+        self.truth.bad_lines("torn last line", w.session_id)
         self.done(w, resumed, side, *subs)
 
     def _spend(self, w: ClaudeSessionWriter, r: Response, trap: str, speed: str | None = None) -> None:
         self.truth.spend("claude", w.session_id, r.model, r.tokens, w.branch, speed=speed)
-        self.truth.trap(trap)
+        self.truth.trap(trap, w.session_id)
 
     def _plant_bad_usage_lines(self, w: ClaudeSessionWriter) -> None:
         """Usage lines no reader can use (skipped and counted), and one it can (null = 0)."""
@@ -424,26 +465,26 @@ class _Generator:
                                         ("cache_read", "cache_read_input_tokens", 7773, "5000000000")):
             edit = (f'"{key}":{value}'.encode(), f'"{key}":{broken}'.encode())
             w.response(SONNET, blocks=1, edit=edit, **{arg: value})
-            self.truth.bad_lines("implausible token counts")
+            self.truth.bad_lines("implausible token counts", w.session_id)
         r = w.response(SONNET, blocks=1, output=7774, cache_read=4_000,
                        edit=(b'"output_tokens":7774', b'"output_tokens":null'))
         t = r.tokens
         self.truth.spend("claude", w.session_id, SONNET, Tokens(t.input, 0, t.cache_write_5m, t.cache_write_1h,
                                                                 t.cache_read), w.branch)
-        self.truth.trap("null token count (= 0)")
+        self.truth.trap("null token count (= 0)", w.session_id)
         w.raw(b'{"type":"assistant","message":{"id":"msg_01stub","usage":{"input_tokens":12,"outp\n')
         w.raw(b'{"type":"pr-link","sessionId":"x","prNu{"type":"assistant","message":{"usage":{"input_tok\n')
-        self.truth.bad_lines("malformed JSON", 2)
+        self.truth.bad_lines("malformed JSON", w.session_id, 2)
 
     def _plant_legacy_layouts(self) -> None:
         # 2.0.x: flat agent-*.jsonl next to the session, lines carrying the parent's sessionId.
         w, ctx = self.claude_writer("2.0.28", project=1)
         w.user_prompt("Add dark mode")
         sub = self.claude_subagent(w, SONNET, ctx)
-        self.truth.trap("flat agent-*.jsonl subagent")
+        self.truth.trap("flat agent-*.jsonl subagent", w.session_id)
         r = w.response(SONNET, blocks=1, legacy=True, cost_usd=0.1234, cache_read=1_000, output=50)
         self.truth.spend("claude", w.session_id, SONNET, r.tokens, w.branch, recorded_cost=Decimal("0.1234"))
-        self.truth.trap("costUSD (old format)")
+        self.truth.trap("costUSD (old format)", w.session_id)
         # 1.0.x: sidechain lines inline in the session file.
         old, octx = self.claude_writer("1.0.98", project=2)
         old.user_prompt("Plan the terraform change")
@@ -451,7 +492,7 @@ class _Generator:
         for _ in range(3):
             self.claude_call(inline, SONNET, octx)
         self.claude_call(old, SONNET, octx)
-        self.truth.trap("inline sidechain lines")
+        self.truth.trap("inline sidechain lines", old.session_id)
         # A >5 MB line (a Write of a generated file), and a huge tool result next to it.
         big, _ = self.claude_writer("2.1.218", project=3)
         huge = 5_300_000 if self.target >= 40 << 20 else max(50_000, self.target // 20)
@@ -466,12 +507,12 @@ class _Generator:
             context = self.codex_turn(c, "gpt-5.1-codex", context, with_last=with_last)
         c.rate_limit_only()
         c.reemit()
-        self.truth.trap("codex info null / re-emit / missing last_token_usage")
+        self.truth.trap("codex info null / re-emit / missing last_token_usage", c.session_id)
         fork = c.fork()
-        self.truth.trap("codex fork replay")
+        self.truth.trap("codex fork replay", fork.session_id)
         self.codex_turn(fork, "gpt-5.1-codex", context)
         archived = c.archive_copy()
-        self.truth.trap("codex archived copy")
+        self.truth.trap("codex archived copy", c.session_id)
         self.written += archived.stat().st_size
         # Two unrelated scripted runs that reach identical totals: both are real spend.
         for _ in range(2):
@@ -479,8 +520,8 @@ class _Generator:
             twin.turn("gpt-5-codex", "Run the nightly check")
             t = twin.token_count(10_500, 0, 321, 64)
             self.truth.spend("codex", twin.session_id, "gpt-5-codex", t, twin.branch)
+            self.truth.trap("codex identical totals in two sessions", twin.session_id)
             self.done(twin)
-        self.truth.trap("codex identical totals in two sessions")
         odd = self.codex_writer()
         odd.turn(UNKNOWN_CODEX_MODEL)
         t = odd.token_count(20_000, 15_000, 500, 100)
@@ -489,7 +530,7 @@ class _Generator:
             "type": "token_count", "info": {"total_token_usage": {"input_tokens": "abc"}}}}) + b"\n")
         odd.raw(b'{"timestamp":"2026-10-02T10:00:01.000Z","type":"event_msg","payload":{"type":"token_count","in\n')
         odd.raw(b'{"timestamp":"2026-10-02T10:00:02.000Z","type":"event_msg","payload":{"type":"token_count"')
-        self.truth.bad_lines("codex implausible / malformed / torn", 3)
+        self.truth.bad_lines("codex implausible / malformed / torn", odd.session_id, 3)
         self.done(c, fork, odd)
 
     def _plant_junk_files(self) -> None:
@@ -501,5 +542,5 @@ class _Generator:
         path.write_bytes(bytes(junk))
         lines = bytes(junk).split(b"\n")
         complete, tail = lines[:-1], lines[-1]
-        self.truth.bad_lines("binary file", sum(b'"usage"' in ln for ln in complete) + (1 if tail else 0))
+        self.truth.bad_lines("binary file", path.stem, sum(b'"usage"' in ln for ln in complete) + (1 if tail else 0))
         self.written += len(junk)
