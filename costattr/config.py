@@ -76,8 +76,15 @@ class TrackerConfig(_Strict):
     github: str | None = None  # https://github.com (or GHES base, or a repo URL)
     gitlab: str | None = None  # https://gitlab.com
     azure: str | None = None  # https://dev.azure.com/org/project
+    # With both Jira and Linear in use, the keys of these Linear teams link to Linear, the rest to Jira.
+    linear_teams: list[str] = Field(default_factory=list)
 
     _urls = field_validator("jira", "linear", "github", "gitlab", "azure")(_http_url)
+
+    @field_validator("linear_teams")
+    @classmethod
+    def _upper(cls, v: list[str]) -> list[str]:
+        return [team.strip().upper() for team in v if team.strip()]
 
 
 class LedgerConfig(_Strict):
@@ -164,10 +171,11 @@ class Config(_Strict):
             return _forge_issue_url(t, num, repo_slug) if num.isdigit() else None
         if "-" in key:
             safe = quote(key.upper(), safe="-")
+            team = key.upper().split("-", 1)[0]
+            if t.linear and (team in t.linear_teams or not t.jira):
+                return f"{t.linear}/issue/{safe}"
             if t.jira:
                 return f"{t.jira}/browse/{safe}"
-            if t.linear:
-                return f"{t.linear}/issue/{safe}"
         return None
 
 

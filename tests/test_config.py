@@ -241,3 +241,12 @@ def cfg_with(**trackers: str) -> Config:
 )
 def test_issue_url(trackers: dict[str, str], key: str, slug: str | None, url: str | None) -> None:
     assert cfg_with(**trackers).issue_url(key, slug) == url
+
+
+def test_linear_teams_link_to_linear_when_jira_is_also_used() -> None:
+    from costattr.config import Config
+
+    cfg = Config.model_validate({"trackers": {"jira": "https://acme.atlassian.net", "linear": "https://linear.app/acme",
+                                              "linear_teams": ["eng"]}})
+    assert cfg.issue_url("ENG-42", None) == "https://linear.app/acme/issue/ENG-42"
+    assert cfg.issue_url("PROJ-7", None) == "https://acme.atlassian.net/browse/PROJ-7"
