@@ -39,7 +39,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, installed or not
 
-from costattr.testing.corpus import compare_to_truth, generate_corpus  # noqa: E402
+from costattr.testing.corpus import CORPUS_VERSION, compare_to_truth, generate_corpus  # noqa: E402
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "costattr-bench"
 NATIVE_CCUSAGE = Path("@ccusage") / "ccusage-linux-x64" / "bin" / "ccusage"
@@ -85,7 +85,7 @@ class Corpus:
 
 def ensure_corpus(cache: Path, size: int, seed: int) -> Corpus:
     """The seeded corpus of this size, generated on first use."""
-    root = cache / f"corpus-{label(size)}-seed{seed}"
+    root = cache / f"corpus-{label(size)}-seed{seed}-v{CORPUS_VERSION}"
     truth_path = root / "truth.json"
     if truth_path.is_file():
         return Corpus(root, orjson.loads(truth_path.read_bytes()))
@@ -224,26 +224,25 @@ def timing_table(results: list[SizeResult]) -> str:
     for r in results:
         cold, warm = median(r.cold, "wall"), median(r.warm, "wall")
         cc = median(r.ccusage, "wall") if r.ccusage else None
-
-        def trio(attr: str, fmt: str) -> str:
-            vals = [median(r.cold, attr), median(r.warm, attr)] + ([median(r.ccusage, attr)] if r.ccusage else [])
-            return " / ".join(fmt.format(v) for v in vals)
-
         rows.append(
             f"| {label(r.size)} ({r.bytes / 1e6:.0f} MB) | {len(r.corpus.files)} | {cold:.2f} | {warm:.2f} | "
             + (f"{cc:.2f} | {cold / cc:.2f}x | {warm / cc:.2f}x" if cc else "- | - | -")
-            + f" | {r.bytes / 1e6 / cold:.0f} | {trio('cpu', '{:.2f}')} | {trio('rss_mb', '{:.0f}')} |"
+            + f" | {r.bytes / 1e6 / cold:.0f} | {_trio(r, 'cpu', '{:.2f}')} | {_trio(r, 'rss_mb', '{:.0f}')} |"
         )
     return "\n".join(rows)
+
+
+def _trio(r: SizeResult, attr: str, fmt: str) -> str:
+    """cold / warm / ccusage medians of one measure."""
+    runs = [r.cold, r.warm] + ([r.ccusage] if r.ccusage else [])
+    return " / ".join(fmt.format(median(samples, attr)) for samples in runs)
 
 
 def ccusage_comparison(r: SizeResult) -> str:
     """Token totals, costattr vs ccusage, and every session where they differ, with its traps."""
     ours_report = orjson.loads(r.cold[0].out)
     theirs = orjson.loads(r.ccusage[0].out)
-    ours_tok = ours_report["totals"]["tokens"]
-    ours = {"input": ours_tok["input"], "output": ours_tok["output"],
-            "cache_write": ours_tok["cache_write_5m"] + ours_tok["cache_write_1h"], "cache_read": ours_tok["cache_read"]}
+    ours = _ccusage_view(ours_report["totals"]["tokens"])
     lines = [f"Token totals on {label(r.size)} (costattr = ground truth: "
              f"{'yes' if not r.problems else 'NO'}):", "",
              "| tokens | costattr | ccusage | ccusage - costattr |", "|---|---|---|---|"]
@@ -324,7 +323,7 @@ def growth(results: list[SizeResult]) -> str:
              "| corpus | bytes x | cold x | warm x | ccusage x | cold s per 100 MB |", "|---|---|---|---|---|---|"]
     for r in results:
         grow = r.bytes / base.bytes
-        cc = (f"{median(r.ccusage, 'wall') / median(base.ccusage, 'wall'):.1f}" if r.ccusage and base.ccusage else "-")
+        cc = f"{median(r.ccusage, 'wall') / median(base.ccusage, 'wall'):.1f}" if r.ccusage and base.ccusage else "-"
         lines.append(f"| {label(r.size)} | {grow:.1f} | {median(r.cold, 'wall') / median(base.cold, 'wall'):.1f} | "
                      f"{median(r.warm, 'wall') / median(base.warm, 'wall'):.1f} | {cc} | "
                      f"{median(r.cold, 'wall') / (r.bytes / 1e8):.2f} |")

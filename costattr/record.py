@@ -134,6 +134,21 @@ def session_events(git: GitContext, cfg: Config, session: str | None = None,
     return by_session, table.date, result.stats.skipped_lines
 
 
+def _text(value: str | None) -> str | None:
+    """`value` as valid UTF-8 text: lone surrogates (undecodable bytes) become U+FFFD."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate that stands for no byte
+            raw = value.encode("utf-8", "replace")
+        return raw.decode("utf-8", "replace")
+
+
 def is_stale(prev: LedgerEntry | None, events: list[UsageEvent]) -> bool:
     """Whether the ledger already holds a later view of this session than `events` (a hook that
     scanned before another one that wrote first). Transcripts only grow, so the later view wins:
@@ -160,9 +175,11 @@ def upload(
     are marked pending publication before the ledger is written (see `mark_pending`)."""
     notices: list[str] = []
     by_session, price_date, skipped = session_events(git, cfg, session, notices=notices)
-    point = CommitPoint(git.branch, git.head_sha, git.head_message, tuple(sorted(set(prs))))
-    meta = EntryMeta(repo=git.repo_slug, host=socket.gethostname(), author=git.author_name or git.author_email,
-                     price_table_date=price_date)
+    # Git names are bytes: a branch that is not UTF-8 reaches us with lone surrogates, which no JSON
+    # ledger can store. The assistant records such a branch with U+FFFD; so do we, to match it.
+    point = CommitPoint(_text(git.branch), git.head_sha, _text(git.head_message), tuple(sorted(set(prs))))
+    meta = EntryMeta(repo=_text(git.repo_slug), host=_text(socket.gethostname()),
+                     author=_text(git.author_name or git.author_email), price_table_date=price_date)
     cutoff = base_cutoff([e for evs in by_session.values() for e in evs], base) if base is not None else None
 
     def find_issues(branch: str | None, message: str | None) -> tuple[str | None, tuple[str, ...]]:

@@ -10,6 +10,7 @@ it can cost time, never a wrong figure.
 from __future__ import annotations
 
 import gc
+import heapq
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,7 @@ CACHE_VERSION = 5
 READ_CHUNK = 32 << 20  # bounded memory per file: a chunk plus the longest line
 TAIL_BYTES = 64  # bytes before the cursor remembered to tell an append from a rewrite
 PARALLEL_MIN_BYTES = 48 << 20  # below this, process start-up costs more than it saves
+BATCHES_PER_WORKER = 4  # enough to even out, few enough to keep inter-process traffic low
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 Fingerprint = tuple[str, int, int, int, int, list[str]]  # tool, dev, ino, size, mtime_ns, cwds
@@ -206,29 +208,46 @@ class ScanCache:
                 out[os.fsdecode(path)] = orjson.loads(blob)
         return out
 
-    def store(self, rows: list[tuple[FileInfo, dict[str, Any], bytes]]) -> None:
-        """Save (file, state, state serialised) rows; the serialised form is stored as it is."""
-        if not rows:
-            return
-        conn = self.open()
+    def store(self, rows: Iterable[tuple[FileInfo, dict[str, Any], bytes]]) -> None:
+        """Save (file, state, state serialised) rows in one transaction."""
+        with self.writer() as put:
+            for row in rows:
+                put(*row)
+
+    @contextmanager
+    def writer(self, batch: int = 64) -> Iterator[Callable[[FileInfo, dict[str, Any], bytes], None]]:
+        """Rows are written as they are put, in short transactions of `batch` rows: a scan saves
+        files while its workers still parse, and a concurrent hook never waits long for the
+        lock. The cache is an optimisation: rows that cannot be written are dropped (the next
+        run reads those files again), never the scan."""
+        failed: list[sqlite3.Error] = []
+        pending: list[tuple[Any, ...]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (os.fsencode(fi.path), fi.tool, fi.dev, fi.ino, fi.size, fi.mtime_ns,
-                     orjson.dumps(sorted({r[3] for r in st["records"]})).decode(), blob)
-                    for fi, st, blob in rows
-                ],
-            )
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            # The cache is an optimisation: a busy database just means the next run reads again.
-            log(f"scan cache not updated: {e}")
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            conn = self.open()
+        except sqlite3.Error as e:
+            failed.append(e)
+
+        def flush() -> None:
+            if pending and not failed:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?)", pending)
+                    conn.execute("COMMIT")
+                except sqlite3.Error as e:
+                    failed.append(e)
+                    _rollback(conn)
+            pending.clear()
+
+        def put(fi: FileInfo, st: dict[str, Any], blob: bytes) -> None:
+            cwds = orjson.dumps(sorted({r[3] for r in st["records"]})).decode()
+            pending.append((os.fsencode(fi.path), fi.tool, fi.dev, fi.ino, fi.size, fi.mtime_ns, cwds, blob))
+            if len(pending) >= batch:
+                flush()
+
+        yield put
+        flush()
+        if failed:
+            log(f"scan cache not (fully) updated: {failed[0]}")
 
     def forget(self, gone: list[str]) -> None:
         """Drop the rows of files that no longer exist (Claude Code deletes old transcripts)."""
@@ -243,6 +262,13 @@ class ScanCache:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,22 +311,20 @@ def scan(
     tools = list(tools or SOURCES)
     with _gc_paused():
         files, looked_in = discover(tools)
+        merge = _Merge({str(fi.path): fi.size for fi in files}, cwd_filter)
         cache = _open_cache() if use_cache else None
         try:
-            parsed, cached_states = _read_all(files, tools, cache, cwd_filter, progress, workers)
+            changed = _read_all(files, tools, cache, merge, progress, workers)
         finally:
             if cache is not None:
                 cache.close()
-        stats = ScanStats(files=len(files), cached_files=len(cached_states))
+        merge.stats.files = len(files)
         if cache is not None and cache.notice:
-            stats.skipped_where.append(cache.notice)
-        stats.bytes_read = sum(p[3] for p in parsed)
-        per_file = list(cached_states.items()) + [(str(p[0].path), p[1]) for p in parsed]
-        records = _gather(per_file, {str(fi.path): fi.size for fi in files}, stats, cwd_filter)
-        events = [to_event(r) for r in dedup(records)]
+            merge.stats.skipped_where.append(cache.notice)
+        events = [to_event(r) for r in merge.dedup.records()]
     if cwd_filter is not None:
         events = [e for e in events if cwd_filter(e.cwd)]
-    return ScanResult(events, stats, looked_in, files, [p[0] for p in parsed])
+    return ScanResult(events, merge.stats, looked_in, files, changed)
 
 
 @contextmanager
@@ -331,32 +355,47 @@ def _read_all(
     files: list[FileInfo],
     tools: list[str],
     cache: ScanCache | None,
-    cwd_filter: Callable[[str], bool] | None,
+    merge: _Merge,
     progress: ProgressFn | None,
     workers: int | None,
-) -> tuple[list[Parsed], dict[str, dict[str, Any]]]:
-    """Parse what changed (from its cursor when it only grew), take the rest from the cache, and
-    save what was parsed. Returns (parsed files, cached states of unchanged files)."""
+) -> list[FileInfo]:
+    """Take unchanged files from the cache, parse the rest (from the cursor when a file only
+    grew), and merge each file the moment it is ready, saving its cache row at the same time:
+    both overlap the workers' parsing. Returns the files that were parsed."""
     known = _fingerprints(cache)
-    unchanged, grown, new = _plan(files, known, cwd_filter)
+    unchanged, grown, new = _plan(files, known, cwd_filter=merge.cwd_filter)
     states = _load_states(cache, unchanged + [str(fi.path) for fi in grown])
-    # A cached file whose state could not be loaded is simply read again.
-    lost = set(unchanged) - states.keys()
+    lost = set(unchanged) - states.keys()  # a row that could not be loaded: read the file again
     new += [fi for fi in files if str(fi.path) in lost]
-    jobs = [(fi, states.pop(str(fi.path), None)) for fi in grown] + [(fi, None) for fi in new]
-    parsed = _parse_all(jobs, progress, workers)
+    for path in unchanged:
+        if path in states:
+            merge.add_file(path, states[path])
+            merge.stats.cached_files += 1
+    jobs = [(fi, states.get(str(fi.path))) for fi in grown] + [(fi, None) for fi in new]
+    changed: list[FileInfo] = []
+    with _cache_writer(cache) as put:
+        for fi, st, blob, nread in _parse_all(jobs, progress, workers):
+            merge.add_file(str(fi.path), st)
+            merge.stats.bytes_read += nread
+            put(fi, st, blob)
+            changed.append(fi)
     if cache is not None:
-        try:
-            cache.store([(fi, st, blob) for fi, st, blob, _ in parsed])
-            present = {str(fi.path) for fi in files}
-            cache.forget([p for p, fp in known.items() if fp[0] in tools and p not in present])
-        except sqlite3.Error as e:
-            log(f"scan cache not updated: {e}")
-    return parsed, states
+        present = {str(fi.path) for fi in files}
+        cache.forget([p for p, fp in known.items() if fp[0] in tools and p not in present])
+    return changed
+
+
+@contextmanager
+def _cache_writer(cache: ScanCache | None) -> Iterator[Callable[[FileInfo, dict[str, Any], bytes], None]]:
+    if cache is None:
+        yield lambda fi, st, blob: None
+    else:
+        with cache.writer() as put:
+            yield put
 
 
 def _plan(
-    files: list[FileInfo], known: dict[str, Fingerprint], cwd_filter: Callable[[str], bool] | None
+    files: list[FileInfo], known: dict[str, Fingerprint], cwd_filter: Callable[[str], bool] | None = None
 ) -> tuple[list[str], list[FileInfo], list[FileInfo]]:
     """Split files into (unchanged paths to take from the cache, grown files, files to read whole)."""
     unchanged: list[str] = []
@@ -403,65 +442,58 @@ def _rebuild(cache: ScanCache, error: Exception) -> None:
         log(f"scan cache unreadable ({error}) and could not be moved aside ({e})")
 
 
-def _gather(
-    per_file: list[tuple[str, dict[str, Any]]],
-    size_of: dict[str, int],
-    stats: ScanStats,
-    cwd_filter: Callable[[str], bool] | None,
-) -> list[Record]:
-    """All files' records, with their skipped-line counts folded into `stats`."""
-    records: list[Record] = []
-    for path, st in per_file:
-        recs = st["records"]
-        if cwd_filter is not None and not any(cwd_filter(r[3]) for r in recs):
-            continue
-        records.extend(recs)
-        stats.skipped_lines += st["skipped"]
-        for reason, n in st["reasons"].items():
-            stats.skipped_reasons[reason] = stats.skipped_reasons.get(reason, 0) + n
-        stats.skipped_where.extend(st["where"][: max(0, 200 - len(stats.skipped_where))])
-        if size_of.get(path, 0) > st["offset"]:
-            # Counted on every run while it lasts; read once it is complete.
-            stats.skip("torn last line (incomplete, will be read when complete)", path)
-    return records
+Job = tuple[FileInfo, "dict[str, Any] | None"]
 
 
-def _parse_all(
-    jobs: list[tuple[FileInfo, dict[str, Any] | None]], progress: ProgressFn | None, workers: int | None
-) -> list[Parsed]:
-    """Parse the files that need it, over several processes when there is enough to read."""
-    total = sum(fi.size - (st["offset"] if st else 0) for fi, st in jobs)
+def _parse_all(jobs: list[Job], progress: ProgressFn | None, workers: int | None) -> Iterator[Parsed]:
+    """Parse the files that need it, over several processes when there is enough to read;
+    results come batch by batch, as they are ready."""
+    size = {id(j): j[0].size - (j[1]["offset"] if j[1] else 0) for j in jobs}
+    total = sum(size.values())
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    order = sorted(jobs, key=lambda j: -j[0].size)  # biggest first: no huge file finishes last alone
-    args = [(fi.tool, str(fi.path), st) for fi, st in order]
     if workers > 1 and total >= PARALLEL_MIN_BYTES and len(jobs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor  # only a big cold scan pays its import
 
+        batches = _balanced(jobs, size, workers * BATCHES_PER_WORKER)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            return _collect(order, pool.map(_parse_job, args, chunksize=4), progress, total)
-    return _collect(order, map(_parse_job, args), progress, total)
+            results = pool.map(_parse_batch, [[(fi.tool, str(fi.path), st) for fi, st in b] for b in batches])
+            yield from _collect([j for b in batches for j in b], (r for batch in results for r in batch),
+                                progress, total)
+    else:
+        yield from _collect(jobs, (_parse_job((fi.tool, str(fi.path), st)) for fi, st in jobs), progress, total)
+
+
+def _balanced(jobs: list[Job], size: dict[int, int], n: int) -> list[list[Job]]:
+    """`n` batches of about equal bytes (largest file first into the lightest batch), heaviest
+    batch first: few round trips between processes, and no worker left with the big files."""
+    bins: list[tuple[int, int, list[Job]]] = [(0, i, []) for i in range(n)]
+    for job in sorted(jobs, key=lambda j: -size[id(j)]):
+        load, i, batch = heapq.heappop(bins)
+        batch.append(job)
+        heapq.heappush(bins, (load + size[id(job)], i, batch))
+    return [b for _, _, b in sorted(bins, key=lambda b: -b[0]) if b]
+
+
+def _parse_batch(jobs: list[tuple[str, str, dict[str, Any] | None]]) -> list[tuple[bytes, int] | None]:
+    return [_parse_job(job) for job in jobs]
 
 
 def _collect(
-    order: list[tuple[FileInfo, dict[str, Any] | None]],
-    results: Iterable[tuple[bytes, int] | None],
-    progress: ProgressFn | None,
-    total: int,
-) -> list[Parsed]:
-    out: list[Parsed] = []
+    order: list[Job], results: Iterable[tuple[bytes, int] | None], progress: ProgressFn | None, total: int
+) -> Iterator[Parsed]:
     done = 0
     for (fi, _), res in zip(order, results, strict=True):
         done += fi.size
         if progress:
             progress(min(done, total), total)
         if res is not None:
-            out.append((fi, orjson.loads(res[0]), res[0], res[1]))
-    return out
+            yield fi, orjson.loads(res[0]), res[0], res[1]
 
 
-def dedup(records: Iterable[Record]) -> list[Record]:
-    """One record per request across every file.
+class _Dedup:
+    """One record per request across every file, fed in any order (the result does not depend
+    on it: ties are broken by value).
 
     Primary key: (message.id, requestId): copies of one request (streamed blocks, subagent file
     and its progress replay, resumed-session copies, archived rollouts) keep the most complete.
@@ -469,30 +501,67 @@ def dedup(records: Iterable[Record]) -> list[Record]:
     requestId in a sidechain file: when either copy is a sidechain, the message.id alone
     identifies the request and the non-sidechain copy is kept.
     """
-    best: dict[str, Record] = {}
-    by_message: dict[str, str] = {}
-    for rec in records:
-        key = rec[R_KEY]
+
+    def __init__(self) -> None:
+        self.best: dict[str, Record] = {}
+        self.by_message: dict[str, str] = {}
+
+    def add(self, rec: Record) -> None:
+        best, key = self.best, rec[R_KEY]
         old = best.get(key)
         if old is not None:
             if better(rec, old):
                 best[key] = rec
-            continue
-        message = key.partition("|")[0] if key.startswith("c:") and "|" in key else None
-        if message is not None:
-            other_key = by_message.get(message)
-            if other_key is not None:
-                other = best[other_key]
-                if rec[R_SIDECHAIN] or other[R_SIDECHAIN]:
-                    if better_replay(rec, other):
-                        del best[other_key]
-                        best[key] = rec
-                        by_message[message] = key
-                    continue
-            else:
-                by_message[message] = key
+            return
+        if key.startswith("c:") and "|" in key:
+            message = key.partition("|")[0]
+            other_key = self.by_message.get(message)
+            if other_key is None:
+                self.by_message[message] = key
+            elif rec[R_SIDECHAIN] or best[other_key][R_SIDECHAIN]:
+                if better_replay(rec, best[other_key]):
+                    del best[other_key]
+                    best[key] = rec
+                    self.by_message[message] = key
+                return
         best[key] = rec
-    return list(best.values())
+
+    def records(self) -> list[Record]:
+        return list(self.best.values())
+
+
+def dedup(records: Iterable[Record]) -> list[Record]:
+    """One record per request across every file (see `_Dedup`)."""
+    d = _Dedup()
+    for rec in records:
+        d.add(rec)
+    return d.records()
+
+
+class _Merge:
+    """Files' results folded in as they arrive: their records deduplicated, their skipped lines
+    counted (a torn last line is counted on every run while it lasts)."""
+
+    def __init__(self, size_of: dict[str, int], cwd_filter: Callable[[str], bool] | None) -> None:
+        self.size_of = size_of
+        self.cwd_filter = cwd_filter
+        self.dedup = _Dedup()
+        self.stats = ScanStats()
+
+    def add_file(self, path: str, st: dict[str, Any]) -> None:
+        recs = st["records"]
+        if self.cwd_filter is not None and not any(self.cwd_filter(r[3]) for r in recs):
+            return
+        add = self.dedup.add
+        for rec in recs:
+            add(rec)
+        stats = self.stats
+        stats.skipped_lines += st["skipped"]
+        for reason, n in st["reasons"].items():
+            stats.skipped_reasons[reason] = stats.skipped_reasons.get(reason, 0) + n
+        stats.skipped_where.extend(st["where"][: max(0, 200 - len(stats.skipped_where))])
+        if self.size_of.get(path, 0) > st["offset"]:
+            stats.skip("torn last line (incomplete, will be read when complete)", path)
 
 
 def to_event(r: Record) -> UsageEvent:

@@ -39,8 +39,9 @@ def env_with(**overrides: str | None) -> dict[str, str]:
 
 def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 120,
             input_: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Undecodable output bytes come back as lone surrogates, for the tests to find (never a crash here).
     return subprocess.run([PY, "-m", "costattr", *args], cwd=cwd, env=dict(env or os.environ), capture_output=True,
-                          text=True, timeout=timeout, check=False, input=input_,
+                          text=True, errors="surrogateescape", timeout=timeout, check=False, input=input_,
                           stdin=None if input_ is not None else subprocess.DEVNULL)
 
 

@@ -66,7 +66,8 @@ def test_a_torn_last_line_is_not_consumed_and_counts_once_when_complete(env_dirs
     w.response(output=10, blocks=1)
     w.close()
     line = w.path.read_bytes()
-    whole = line.replace(b"req_", b"req_X").replace(b"msg_", b"msg_X").replace(b'"output_tokens":10', b'"output_tokens":77')
+    whole = (line.replace(b"req_", b"req_X").replace(b"msg_", b"msg_X")
+             .replace(b'"output_tokens":10', b'"output_tokens":77'))
     with w.path.open("ab") as f:
         f.write(whole[:150])  # a writer caught mid-line
     torn = scan()
@@ -113,8 +114,8 @@ def test_a_file_rewritten_in_place_is_read_again_from_the_start(
     lines = w.path.read_bytes().splitlines(keepends=True)
     # Same inode, longer: a rewrite (a compaction dropped the tool output) then new lines. A
     # cursor that took it for an append would read from the middle of a line.
-    rewritten = [ln.replace(b'"output_tokens":200', b'"output_tokens":222') for ln in lines if b"toolUseResult" not in ln
-                 and b'"content":"ok' not in ln]
+    rewritten = [ln.replace(b'"output_tokens":200', b'"output_tokens":222') for ln in lines
+                 if b"toolUseResult" not in ln and b'"content":"ok' not in ln]
     w.path.write_bytes(b"".join(rewritten) + b"".join(lines[-3:]) * 2)
     result = scan()
     assert totals(result) == totals(cold())

@@ -294,12 +294,14 @@ def test_claude_config_dir_is_a_comma_list_of_config_or_projects_dirs(
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", f" {config_dir} , {other / 'projects'},{tmp_path / 'missing'}")
     result = claude_scan()
     assert sorted(e.tokens.output for e in result.events) == [1, 2]
-    assert result.looked_in["claude"] == [config_dir / "projects", other / "projects", tmp_path / "missing" / "projects"]
+    assert result.looked_in["claude"] == [config_dir / "projects", other / "projects",
+                                          tmp_path / "missing" / "projects"]
 
 
 def test_side_files_are_not_transcripts(writer: ClaudeSessionWriter) -> None:
     writer.response(output=3, blocks=1)
-    for name in ("journal.jsonl", f"{writer.session_id}.orphaned-1-ab.jsonl", f"{writer.session_id}.jsonl.superseded-1"):
+    sid = writer.session_id
+    for name in ("journal.jsonl", f"{sid}.orphaned-1-ab.jsonl", f"{sid}.jsonl.superseded-1"):
         (writer.project_dir / name).write_bytes(writer.path.read_bytes().replace(b"req_", b"req_x"))
     tool_results = writer.project_dir / writer.session_id / "tool-results"
     tool_results.mkdir(parents=True)

@@ -166,3 +166,23 @@ def _sum(parts: list[Tokens]) -> Tokens:
     for t in parts:
         total.add(t)
     return total
+
+
+def test_running_totals_beyond_a_billion_are_real(rollout: CodexRolloutWriter) -> None:
+    """A long session's cumulative usage passes 10^9; each request is still ordinary."""
+    rollout.total = [999_990_000, 900_000_000, 2_000_000, 500_000]  # hours of work already behind it
+    spent = [rollout.token_count(input=200_000, cached=190_000, output=900, reasoning=300),
+             rollout.token_count(input=210_000, cached=200_000, output=700, reasoning=100, with_last=False)]
+    assert tokens_by_session(codex_scan().events) == {rollout.session_id: _sum(spent)}
+
+
+def test_an_impossible_single_request_is_skipped_and_counted(rollout: CodexRolloutWriter) -> None:
+    rollout.token_count(output=10)
+    inp, cached, out, reasoning = rollout.total
+    jumped = {"input_tokens": inp + 3 * 10**9, "cached_input_tokens": cached, "output_tokens": out,
+              "reasoning_output_tokens": reasoning}  # +3 billion in one step, no last_token_usage
+    rollout.raw(dumps({"timestamp": "2026-10-01T10:00:00.000Z", "type": "event_msg",
+                       "payload": {"type": "token_count", "info": {"total_token_usage": jumped}}}) + b"\n")
+    result = codex_scan()
+    assert [e.tokens.output for e in result.events] == [10]
+    assert result.stats.skipped_reasons == {"implausible token counts": 1}

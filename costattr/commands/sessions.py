@@ -69,16 +69,16 @@ def _print_table(sessions: list[SessionSummary], total: Spend, price_date: str) 
     if not sessions:
         out.print("No sessions found.")
         return
-    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False, show_footer=True,
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=0, show_edge=False, show_footer=True,
               caption=f"prices as of {price_date}; ~ = estimated from list prices", caption_justify="left")
     t.add_column("Session", no_wrap=True, min_width=8, footer="Total")
     t.add_column("Last", no_wrap=True, min_width=11, footer=f"{len(sessions)} sess.")
     t.add_column("Tool", no_wrap=True, min_width=6)
-    t.add_column("Project", no_wrap=True, overflow="ellipsis", max_width=11)
-    t.add_column("Models", no_wrap=True, overflow="ellipsis", max_width=13)
+    t.add_column("Project", no_wrap=True, overflow="ellipsis", max_width=10)
+    t.add_column("Models", no_wrap=True, overflow="ellipsis", max_width=11)
     t.add_column("Tokens", justify="right", no_wrap=True, min_width=6, footer=fmt_tokens(total.tokens.total))
     t.add_column("Cache", justify="right", no_wrap=True, min_width=5, footer=f"{total.tokens.cache_pct():.0f}%")
-    t.add_column("Cost", justify="right", no_wrap=True, min_width=9, footer=_cost_cell(total))
+    t.add_column("Cost", justify="right", no_wrap=True, min_width=12, footer=_cost_cell(total))
     for s in sessions:
         t.add_row(
             s.session_id[:8],

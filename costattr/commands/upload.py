@@ -130,8 +130,15 @@ def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_ru
 
             messages.append(publish_shared(list(local_ledger().read().values()), workdir=git.workdir,
                                            configured_backend=cfg.ledger.backend, settings=shared_settings(cfg)) or "")
-    if not dry_run and session is None:
-        hookfast.remember(Path(os.path.realpath(git.workdir)), seen, quiet=cfg.hook.quiet)
+    # An unborn HEAD names the same ref before and after the first commit: remembering it would let
+    # the fast path skip the first commit, whose hook must close the spend recorded so far.
+    if not dry_run and session is None and git.head_sha is not None:
+        try:  # best effort: the spend is recorded already; without it the next hook takes the full path
+            hookfast.remember(Path(os.path.realpath(git.workdir)), seen, quiet=cfg.hook.quiet)
+        except Exception:  # noqa: BLE001 - e.g. a HEAD naming a branch that is not UTF-8
+            from costattr.logs import log_exception
+
+            log_exception("hook fast-path state not saved")
     if not quiet:
         click.echo(result.summary)
     for line in messages:

@@ -20,6 +20,9 @@ import orjson
 # Per-request token counts above this are not real (a whole 1M context is 10^6); such lines are
 # treated as corrupt rather than allowed to swamp a report.
 MAX_TOKENS_PER_REQUEST = 10**9
+# A running total (Codex's cumulative usage) legitimately passes 10^9 in a long session; forked
+# sessions of tens of billions are on record. Only a corrupt number gets near this.
+MAX_TOKENS_CUMULATIVE = 10**15
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 # A stored record, compact for the cache:
@@ -164,13 +167,14 @@ def consumed_length(data: bytes) -> int:
     return data.rfind(b"\n") + 1
 
 
-def as_count(value: Any) -> int | None:
-    """A token count, or None when the value is not a plausible one (wrong type, negative, absurd).
+def as_count(value: Any, limit: int = MAX_TOKENS_PER_REQUEST) -> int | None:
+    """A token count, or None when the value is not a plausible one (wrong type, negative, above
+    `limit`: per request by default; running totals pass a larger one).
 
     null counts as 0: some writers emit null for "none", and rejecting the line would drop the
     other, real counts on it."""
     if type(value) is int:  # bool is an int subclass: `type` rejects it too
-        return value if 0 <= value <= MAX_TOKENS_PER_REQUEST else None
+        return value if 0 <= value <= limit else None
     return 0 if value is None else None
 
 

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from costattr import paths
-from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line, walk_files
+from costattr.sources.base import (
+    MAX_TOKENS_CUMULATIVE,
+    MAX_TOKENS_PER_REQUEST,
+    FileParse,
+    as_count,
+    clean_text,
+    iter_complete_lines,
+    loads_line,
+    walk_files,
+)
 from costattr.sources.claude import normalise_ts
 
 NEEDLES = (b'"session_meta"', b'"turn_context"', b'"token_count"')
@@ -25,15 +34,31 @@ UUID_TAIL = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 UNKNOWN_MODEL = ""  # no turn_context seen: the request is reported as unpriced, not guessed
 
 
-def _usage_tuple(usage: Any) -> tuple[int, int, int, int] | None:
+def _usage_tuple(usage: Any, limit: int = MAX_TOKENS_PER_REQUEST) -> tuple[int, int, int, int] | None:
     """(input incl. cached, cached, output incl. reasoning, reasoning), or None if implausible."""
-    if not isinstance(usage, dict):
+    if type(usage) is not dict:
         return None
-    inp = as_count(usage.get("input_tokens"))
-    cached = as_count(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")))
-    out = as_count(usage.get("output_tokens"))
-    reasoning = as_count(usage.get("reasoning_output_tokens"))
+    inp = as_count(usage.get("input_tokens"), limit)
+    cached = as_count(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")), limit)
+    out = as_count(usage.get("output_tokens"), limit)
+    reasoning = as_count(usage.get("reasoning_output_tokens"), limit)
     if inp is None or cached is None or out is None or reasoning is None:
+        return None
+    return inp, min(cached, inp), out, reasoning
+
+
+def _request_usage(
+    last_usage: Any, total: tuple[int, int, int, int], prev: list[int] | None
+) -> tuple[int, int, int, int] | None:
+    """One request's usage: `last_token_usage` when it is there, else how far the running total
+    advanced (early Codex builds); None when that is not a plausible single request."""
+    if last_usage is not None:
+        last = _usage_tuple(last_usage)
+        if last is not None:
+            return last
+    base = prev or [0, 0, 0, 0]
+    inp, cached, out, reasoning = (max(0, t - b) for t, b in zip(total, base, strict=True))
+    if max(inp, out) > MAX_TOKENS_PER_REQUEST:
         return None
     return inp, min(cached, inp), out, reasoning
 
@@ -131,21 +156,20 @@ class CodexSource:
             return None  # a rate-limit refresh, not a request
         if not isinstance(info, dict):
             return "token_count info is not an object"
-        total = _usage_tuple(info.get("total_token_usage"))
+        total = _usage_tuple(info.get("total_token_usage"), MAX_TOKENS_CUMULATIVE)
         if total is None:
             return "implausible token counts"
         prev = st["total"]
         if prev is not None and list(total) == prev:
             return None  # re-emitted event: the total did not move, nothing was spent
-        last = _usage_tuple(info["last_token_usage"]) if info.get("last_token_usage") is not None else None
-        if last is None:
-            base = prev or [0, 0, 0, 0]
-            last = tuple(max(0, t - b) for t, b in zip(total, base, strict=True))  # type: ignore[assignment]
         st["total"] = list(total)
+        last = _request_usage(info.get("last_token_usage"), total, prev)
+        if last is None:
+            return "implausible token counts"
         ts = normalise_ts(obj.get("timestamp"))
         if ts is None:
             return "missing or invalid timestamp"
-        inp, cached, out, reasoning = last  # type: ignore[misc]
+        inp, cached, out, reasoning = last
         model = info.get("model") or info.get("model_name") or st["model"]
         st["counted"] = True
         key = f"x:{st['lineage']}:" + ",".join(map(str, total))

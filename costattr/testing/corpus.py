@@ -61,6 +61,7 @@ PRICES: dict[str, ModelRates] = {
     "gpt-5-codex": ModelRates(_rates("1.25", "10", "0", "0", "0.125")),
 }
 LONG_CONTEXT_THRESHOLD = 200_000
+CORPUS_VERSION = 2  # bump when the generator writes different bytes for the same seed
 UNKNOWN_CLAUDE_MODEL = "acme-coder-1"  # a third-party gateway model no price table knows
 UNKNOWN_CODEX_MODEL = "acme-codex-9"
 SONNET, OPUS, HAIKU = "claude-sonnet-4-5-20250929", "claude-opus-4-6", "claude-haiku-4-5-20251001"
@@ -207,7 +208,7 @@ def generate_corpus(claude_dir: Path, codex_home: Path, target_bytes: int, seed:
     gen = _Generator(Path(claude_dir) / "projects", Path(codex_home), target_bytes, seed)
     gen.run()
     truth = gen.truth.as_dict()
-    truth.update(seed=seed, target_bytes=target_bytes, bytes=gen.written)
+    truth.update(seed=seed, target_bytes=target_bytes, bytes=gen.written, version=CORPUS_VERSION)
     if truth_path is not None:
         Path(truth_path).write_bytes(orjson.dumps(truth, option=orjson.OPT_INDENT_2))
     return truth
@@ -341,13 +342,12 @@ class _Generator:
                         room: int = 1 << 40) -> ClaudeSessionWriter:
         """An Agent/Task call: the subagent's own transcript (layout by version), progress
         replays of its messages in the parent (2.1.x), and the usage summary on the result."""
-        tool_id = w.ids.tool_use_id()
+        tool_id, prompt = w.ids.tool_use_id(), self.text(300)
         call = [{"type": "tool_use", "id": tool_id, "name": "Agent" if w.version.startswith("2.1") else "Task",
-                 "input": {"subagent_type": "general-purpose", "description": "Investigate",
-                           "prompt": self.text(300)}}]
+                 "input": {"subagent_type": "general-purpose", "description": "Investigate", "prompt": prompt}}]
         self.claude_call(w, model, ctx, content=call)
         sub = w.subagent(flat=w.version.startswith("2.0"), inline=w.version.startswith("1."))
-        sub.user_prompt(call[0]["input"]["prompt"])
+        sub.user_prompt(prompt)
         sub_model = self.rng.choice([HAIKU, model])
         sctx = _Context(self.rng.randint(8_000, 15_000))
         start = _written(w, [sub])
@@ -397,6 +397,8 @@ class _Generator:
             t = c.token_count(context, cached, out, self.rng.randint(0, out), with_last=with_last)
             self.truth.spend("codex", c.session_id, model, t, c.branch)
             context += self.rng.randint(400, 5_000)
+            if context > 240_000:  # Codex compacts the conversation near its context window
+                context = self.rng.randint(9_000, 14_000)
             if self.rng.random() < 0.2:
                 c.reemit()
                 self.truth.trap("codex re-emitted token_count", c.session_id)
@@ -464,7 +466,8 @@ class _Generator:
                                         ("output", "output_tokens", 7772, "-5"),
                                         ("cache_read", "cache_read_input_tokens", 7773, "5000000000")):
             edit = (f'"{key}":{value}'.encode(), f'"{key}":{broken}'.encode())
-            w.response(SONNET, blocks=1, edit=edit, **{arg: value})
+            counts: dict[str, Any] = {arg: value}
+            w.response(SONNET, blocks=1, edit=edit, **counts)
             self.truth.bad_lines("implausible token counts", w.session_id)
         r = w.response(SONNET, blocks=1, output=7774, cache_read=4_000,
                        edit=(b'"output_tokens":7774', b'"output_tokens":null'))
