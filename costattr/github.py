@@ -333,10 +333,10 @@ def _server_message(e: GithubException) -> str:
 def describe_reset(reset_epoch: str | None, now: dt.datetime | None = None) -> str:
     """'at 14:05:00 UTC (in 12 min)' from X-RateLimit-Reset (epoch seconds)."""
     try:
-        when = dt.datetime.fromtimestamp(int(str(reset_epoch)), tz=dt.timezone.utc)
+        when = dt.datetime.fromtimestamp(int(str(reset_epoch)), tz=dt.UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return "later (GitHub did not say when)"
-    now = now or dt.datetime.now(tz=dt.timezone.utc)
+    now = now or dt.datetime.now(tz=dt.UTC)
     minutes = max(0, round((when - now).total_seconds() / 60))
     return f"at {when:%Y-%m-%d %H:%M:%S} UTC (in {minutes} min)"
 

@@ -7,6 +7,7 @@ where data comes back from disk or the network (ledger entries, price files).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Literal
 
@@ -220,3 +221,13 @@ def money(value: float | Decimal | int | str) -> Decimal:
 def to_json_money(value: Decimal) -> float:
     """Decimal to the JSON edge; 10 decimal places keeps every sub-cent figure exact in practice."""
     return float(value.quantize(Decimal("1e-10")))
+
+
+def parse_ts(ts: str) -> datetime:
+    """A transcript or ledger timestamp (ISO-8601, UTC with Z) as an aware datetime."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def local_day(ts: str, tz: tzinfo | None) -> date:
+    """The calendar day of a UTC timestamp in the user's time zone (None: the machine's)."""
+    return parse_ts(ts).astimezone(tz).date()

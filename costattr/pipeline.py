@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, tzinfo
+from datetime import date, tzinfo
 from decimal import Decimal
 
-from costattr.models import UsageEvent
+from costattr.models import UsageEvent, local_day
 from costattr.pricing import CostMode, load_table, price_events
 from costattr.pricing.table import PriceTable
 from costattr.scan import ProgressFn, ScanResult, scan
@@ -24,12 +24,6 @@ def priced_scan(
     table = load_table()
     price_events(result.events, table, mode, discount)
     return result, table
-
-
-def local_day(ts: str, tz: tzinfo | None) -> date:
-    """The calendar day of a UTC timestamp in the user's time zone (default: the machine's)."""
-    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    return dt.astimezone(tz).date()
 
 
 def in_range(events: Iterable[UsageEvent], since: date | None, until: date | None, tz: tzinfo | None) -> list[UsageEvent]:

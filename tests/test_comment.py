@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fake_github import FakeGitHub  # tests/ is on sys.path (rootdir conftest)
 
 from costattr.cli import main
 from costattr.github import describe_reset, is_marked, parse_remote_slug, pr_number_from_event, same_body
@@ -29,7 +30,6 @@ from costattr.pr_comment import (
     select_pr_segments,
     unattributed_segments,
 )
-from fake_github import FakeGitHub  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "acme/app"
@@ -346,7 +346,7 @@ def test_marker_and_body_comparison() -> None:
 
 
 def test_describe_reset() -> None:
-    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
     assert describe_reset(str(int(now.timestamp()) + 600), now) == "at 2026-01-01 12:10:00 UTC (in 10 min)"
     assert "did not say" in describe_reset(None, now)
 
@@ -558,7 +558,7 @@ def test_not_found(gh_env: FakeGitHub, pr_ledger: None, capsys: pytest.CaptureFi
 def test_rate_limit_says_when_it_resets(gh_env: FakeGitHub, pr_ledger: None,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     gh_env.mode = "rate_limited"
-    reset = dt.datetime.fromtimestamp(gh_env.rate_limit_reset, tz=dt.timezone.utc)
+    reset = dt.datetime.fromtimestamp(gh_env.rate_limit_reset, tz=dt.UTC)
     code, out, err = cli(capsys, "--pr", "12")
     assert code == 0
     assert "rate limit exceeded" in err and f"resets at {reset:%Y-%m-%d %H:%M:%S} UTC" in err

@@ -21,8 +21,8 @@ from helpers_reliability import (
     clean_reference,
     env_with,
     figures,
-    leftovers,
     ledger_file,
+    leftovers,
     run_cli,
 )
 

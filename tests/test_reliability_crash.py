@@ -23,8 +23,8 @@ from helpers_reliability import (
     build_world,
     env_with,
     figures,
-    leftovers,
     ledger_file,
+    leftovers,
     run_cli,
     start_cli,
 )

@@ -149,8 +149,8 @@ def _workdir(cwd: Path) -> Path | None:
 def _offline_scope(number: int, repo: str | None, env: Mapping[str, str], cwd: Path) -> tuple[str | None, PrScope]:
     """Without a token (dry run): the PR number, plus the head branch from Actions or the
     branch checked out here. The PR's commit list needs the API."""
-    from costattr import github as gh
     from costattr import gitctx
+    from costattr import github as gh
 
     try:
         slug: str | None = gh.resolve_repo(repo, env, cwd)

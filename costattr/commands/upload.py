@@ -92,12 +92,10 @@ def _outbox_aside() -> set[Path]:
 
 
 def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool) -> None:
-    from costattr import gitctx
+    from costattr import gitctx, hookfast
     from costattr.config import load_config
     from costattr.ledger.select import publish_shared, shared_settings
     from costattr.record import clear_pending, pending_entries, upload
-
-    from costattr import hookfast
 
     git = gitctx.discover(Path.cwd())
     cfg = load_config(git.workdir)

@@ -9,7 +9,7 @@ stored table, atomically. Any failure leaves the table in force untouched.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +78,7 @@ def _download(url: str, timeout: float, keep: str) -> bytes:
 
 
 def _today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 def build_price_file(data: Any, source: str, today: str, fallback: PriceTable, keep: str = "") -> PriceFile:

@@ -12,7 +12,7 @@ from typing import Any
 
 from costattr.markdown import md_escape
 from costattr.output import TABLE_WIDTH, console, fmt_tokens, fmt_usd
-from costattr.report.rollup import Rollup, Row, local_day, pct
+from costattr.report.rollup import Rollup, Row, day_of, pct
 
 
 def _duration(seconds: int) -> str:
@@ -35,7 +35,7 @@ def _cost(row: Row) -> str:
 
 
 def _cells(row: Row, tz: tzinfo | None = None) -> list[str]:
-    last = local_day(row.last_ts, tz)  # the day in the report's time zone, as --by day cuts it
+    last = day_of(row.last_ts, tz)  # the day in the report's time zone, as --by day cuts it
     return [
         _cost(row),
         fmt_tokens(row.tokens.total),

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from costattr.models import LedgerEntry, Segment, Tokens, cache_pct, money, to_json_money
+from costattr.models import LedgerEntry, Segment, Tokens, cache_pct, local_day, money, parse_ts, to_json_money
 
 GROUPINGS = ("issue", "pr", "branch", "session", "commit", "model", "day", "week", "month",
              "author", "repo", "host", "tool")
@@ -49,7 +49,7 @@ class Row:
     def duration_s(self) -> int:
         if not self.first_ts or not self.last_ts:
             return 0
-        return int((_parse_ts(self.last_ts) - _parse_ts(self.first_ts)).total_seconds())
+        return int((parse_ts(self.last_ts) - parse_ts(self.first_ts)).total_seconds())
 
     def add(self, entry: LedgerEntry, seg: Segment, cost: Decimal, tokens: Tokens, authoritative: Decimal,
             requests: int, unpriced: int) -> None:
@@ -141,7 +141,7 @@ class Filters:
         if self.pr is not None and self.pr not in segment_prs(entry, seg):
             return False
         if self.since or self.until:
-            day = local_day(seg.last_ts or entry.last_ts, self.tz)
+            day = day_of(seg.last_ts or entry.last_ts, self.tz)
             if day is None or (self.since and day < self.since) or (self.until and day > self.until):
                 return False
         return True
@@ -154,16 +154,12 @@ def segment_prs(entry: LedgerEntry, seg: Segment) -> list[int]:
     return list(entry.prs) if entry.prs and seg.branch is not None and seg.branch == entry.branch else []
 
 
-def _parse_ts(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
-
-
-def local_day(ts: str | None, tz: tzinfo | None) -> date | None:
-    return _parse_ts(ts).astimezone(tz).date() if ts else None
+def day_of(ts: str | None, tz: tzinfo | None) -> date | None:
+    return local_day(ts, tz) if ts else None
 
 
 def _period_key(by: str, ts: str | None, tz: tzinfo | None) -> str | None:
-    day = local_day(ts, tz)
+    day = day_of(ts, tz)
     if day is None:
         return None
     if by == "day":

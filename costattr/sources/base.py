@@ -210,3 +210,11 @@ def loads_line(line: bytes) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError) as e:
         raise ValueError(str(e)) from e
+
+
+def discover_under(roots: list[Path], wanted: Callable[[str], bool], skip_dirs: frozenset[str] = frozenset()
+                   ) -> Iterator[Path]:
+    """Every wanted file under the roots that exist: what each adapter's discover() is."""
+    for root in roots:
+        if root.is_dir():
+            yield from walk_files(root, wanted, skip_dirs)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from costattr import paths
-from costattr.sources.base import FileParse, as_count, clean_text, iter_complete_lines, loads_line, walk_files
+from costattr.sources.base import (
+    FileParse,
+    as_count,
+    clean_text,
+    discover_under,
+    iter_complete_lines,
+    loads_line,
+)
 
 NEEDLES = (b'"usage"',)
 MAX_RECORDED_COST = 10_000.0  # USD for one request: anything above is corruption, not a bill
@@ -74,9 +81,7 @@ class ClaudeSource:
         return paths.claude_project_dirs()
 
     def discover(self) -> Iterator[Path]:
-        for root in self.roots():
-            if root.is_dir():
-                yield from walk_files(root, _is_transcript, frozenset({"tool-results"}))
+        return discover_under(self.roots(), _is_transcript, frozenset({"tool-results"}))
 
     def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
         owner = session_from_path(path)

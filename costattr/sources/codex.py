@@ -23,9 +23,9 @@ from costattr.sources.base import (
     FileParse,
     as_count,
     clean_text,
+    discover_under,
     iter_complete_lines,
     loads_line,
-    walk_files,
 )
 from costattr.sources.claude import normalise_ts
 
@@ -109,9 +109,7 @@ class CodexSource:
         return paths.codex_session_dirs()
 
     def discover(self) -> Iterator[Path]:
-        for root in self.roots():
-            if root.is_dir():
-                yield from walk_files(root, _is_rollout)
+        return discover_under(self.roots(), _is_rollout)
 
     def parse(self, path: Path, data: bytes, base_offset: int, state: FileParse) -> FileParse:
         st = state.parser_state
