@@ -132,7 +132,10 @@ def _branch(repo: pygit2.Repository, git_dir: Path) -> tuple[str | None, bool]:
 def _short_branch(refname: str) -> str | None:
     # Strip refs/heads/ exactly; Reference.shorthand would also shorten refs/remotes/... ambiguously.
     if refname.startswith("refs/heads/"):
-        return refname[len("refs/heads/"):] or None
+        # A ref name that is not UTF-8 comes back with lone surrogates; they must not reach a
+        # ledger, a report or a PR comment, so the bad bytes become U+FFFD.
+        name = refname[len("refs/heads/"):].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return name or None
     return None
 
 

@@ -72,7 +72,7 @@ def head_ref(workdir: Path) -> str | None:
     if gitdir is None:
         return None
     try:
-        return (gitdir / "HEAD").read_text(encoding="utf-8").strip()
+        return (gitdir / "HEAD").read_bytes().decode("utf-8", "surrogateescape").strip()
     except OSError:
         return None
 
@@ -84,9 +84,12 @@ def _state_path() -> Path:
 def _side_files(workdir: Path) -> str:
     home = paths.costattr_home()
     files = [home / "ledger.json", home / "prices.json", workdir / ".costattr.toml", workdir / "pyproject.toml"]
-    outbox = home / "outbox"
-    pending = outbox.is_dir() and any(outbox.rglob("*.json"))
-    return "|".join(_stat_line(str(p)) for p in files) + f"|outbox:{pending}"
+    return "|".join(_stat_line(str(p)) for p in files)
+
+
+def _outbox_pending() -> bool:
+    outbox = paths.costattr_home() / "outbox"
+    return outbox.is_dir() and any(outbox.rglob("*.json"))
 
 
 def snapshot(workdir: Path, transcripts: str) -> dict[str, str]:
@@ -113,6 +116,8 @@ def nothing_new(workdir: Path) -> bool:
     if not isinstance(last, dict) or last.get("head") == "detached":
         return False
     QUIET[0] = bool(last.pop("quiet", False))
+    if _outbox_pending():
+        return False  # entries waiting for a shared ledger: every hook retries them
     return last == snapshot(workdir, transcripts_fingerprint())
 
 

@@ -26,7 +26,7 @@ from costattr.fsutil import move_aside
 from costattr.logs import log
 from costattr.models import ScanStats, Tokens, UsageEvent
 from costattr.sources import SOURCES, FileParse
-from costattr.sources.base import R_KEY, R_SIDECHAIN, Record, better, better_replay
+from costattr.sources.base import R_KEY, R_SIDECHAIN, RECORD_FIELDS, Record, better, better_replay
 
 CACHE_VERSION = 5
 READ_CHUNK = 32 << 20  # bounded memory per file: a chunk plus the longest line
@@ -159,6 +159,8 @@ class ScanCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = self._connect()
+        except sqlite3.OperationalError:
+            raise  # busy or locked by another costattr: not damage, the caller reads without the cache
         except sqlite3.DatabaseError as e:
             if not self.path.exists():
                 raise
@@ -167,11 +169,7 @@ class ScanCache:
         return self.conn
 
     def _set_aside(self, error: Exception) -> None:
-        kept = move_aside(self.path)
-        for suffix in ("-wal", "-shm"):  # the old journal belongs to the old file
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                side.unlink()
+        kept = move_aside(self.path)  # takes the -wal/-shm journal along with the file
         self.notice = f"the scan cache was unreadable ({error}); moved to {kept} and rebuilt"
         log(self.notice)
 
@@ -180,14 +178,18 @@ class ScanCache:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version != CACHE_VERSION:
-                conn.execute("DROP TABLE IF EXISTS files")
-                conn.execute(
-                    "CREATE TABLE files (path BLOB PRIMARY KEY, tool TEXT, dev INTEGER, ino INTEGER,"
-                    " size INTEGER, mtime_ns INTEGER, cwds TEXT, state BLOB)"
-                )
-                conn.execute(f"PRAGMA user_version={CACHE_VERSION}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
+                # Re-read under a write lock: sixteen first hooks at once must create the table
+                # once, not drop each other's.
+                conn.execute("BEGIN IMMEDIATE")
+                if conn.execute("PRAGMA user_version").fetchone()[0] != CACHE_VERSION:
+                    conn.execute("DROP TABLE IF EXISTS files")
+                    conn.execute(
+                        "CREATE TABLE files (path BLOB PRIMARY KEY, tool TEXT, dev INTEGER, ino INTEGER,"
+                        " size INTEGER, mtime_ns INTEGER, cwds TEXT, state BLOB)"
+                    )
+                    conn.execute(f"PRAGMA user_version={CACHE_VERSION}")
+                conn.execute("COMMIT")
             conn.execute("SELECT count(*) FROM files").fetchone()  # surfaces corruption now
         except sqlite3.Error:
             conn.close()
@@ -418,6 +420,9 @@ def _fingerprints(cache: ScanCache | None) -> dict[str, Fingerprint]:
         return {}
     try:
         return cache.fingerprints()
+    except sqlite3.OperationalError as e:  # busy: read every file this time, keep the cache
+        log(f"scan cache busy ({e}); reading without it")
+        return {}
     except (sqlite3.DatabaseError, orjson.JSONDecodeError, TypeError) as e:
         _rebuild(cache, e)
         return {}
@@ -427,10 +432,25 @@ def _load_states(cache: ScanCache | None, paths_: list[str]) -> dict[str, dict[s
     if cache is None or not paths_:
         return {}
     try:
-        return cache.states(paths_)
-    except (sqlite3.DatabaseError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+        states = cache.states(paths_)
+        for state in states.values():
+            _check_state(state)
+        return states
+    except (sqlite3.DatabaseError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError,
+            AttributeError) as e:
         _rebuild(cache, e)  # unreadable rows cost a re-read, never a wrong figure
         return {}
+
+
+def _check_state(state: Any) -> None:
+    """Raise ValueError unless a cached state has the shape this version writes."""
+    if not isinstance(state, dict) or not isinstance(state.get("records"), list):
+        raise ValueError("cached state is not an object with a list of records")
+    if not isinstance(state.get("offset"), int) or not isinstance(state.get("skipped"), int):
+        raise ValueError("cached state has no byte offset")
+    for rec in state["records"]:
+        if not isinstance(rec, list) or len(rec) != RECORD_FIELDS or not isinstance(rec[R_KEY], str):
+            raise ValueError("cached record of the wrong shape")
 
 
 def _rebuild(cache: ScanCache, error: Exception) -> None:

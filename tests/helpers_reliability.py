@@ -63,8 +63,10 @@ def read_entries(home: Path) -> dict[str, Any]:
 
 
 def figures(home: Path) -> dict[str, dict[str, Any]]:
-    """Everything a report shows, per session: the whole entry but its timestamp of writing."""
-    return {sid: e.model_dump(mode="json", exclude={"updated_at"}) for sid, e in read_entries(home).items()}
+    """Everything a report shows, per session: the whole entry but when it was written and the
+    entry-level `branch` (CloudClawer's field: the branch of the last hook that wrote the entry, so
+    with two worktrees it depends on which hook ran last; reports read the segments' branches)."""
+    return {sid: e.model_dump(mode="json", exclude={"updated_at", "branch"}) for sid, e in read_entries(home).items()}
 
 
 def total_cost(figs: Mapping[str, Mapping[str, Any]]) -> float:
@@ -190,3 +192,25 @@ def assert_valid_ledger(home: Path) -> None:
         doc = orjson.loads(path.read_bytes())
         assert doc["path"] == "agent-costs" and isinstance(doc["data"], dict)
         read_entries(home)
+
+
+def diff_figures(got: Mapping[str, Mapping[str, Any]], want: Mapping[str, Mapping[str, Any]]) -> str:
+    """A readable account of how two ledgers' figures differ (for assertion messages)."""
+    out = []
+    for sid in sorted(set(got) | set(want)):
+        a, b = got.get(sid), want.get(sid)
+        if a == b:
+            continue
+        if a is None or b is None:
+            out.append(f"{sid[:8]}: {'missing' if a is None else 'unexpected'}")
+            continue
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                if k == "segments":
+                    def segs(f: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+                        return [(s["branch"], (s["commit"] or "")[:7], s["requests"], s["until_ts"])
+                                for s in f.get("segments", [])]
+                    out.append(f"{sid[:8]} segments: got {segs(a)} want {segs(b)}")
+                else:
+                    out.append(f"{sid[:8]} {k}: got {a.get(k)!r} want {b.get(k)!r}")
+    return "\n".join(out)

@@ -20,6 +20,7 @@ from helpers_reliability import (
     assert_valid_ledger,
     build_world,
     clean_reference,
+    diff_figures,
     env_with,
     figures,
     ledger_file,
@@ -38,7 +39,7 @@ N_CONCURRENT = 16
 
 def _concurrent_uploads(cwds: list[Path], n: int = N_CONCURRENT) -> list[tuple[int, str, str]]:
     # The scan cache exists already (`costattr sessions` made it): a machine that has used costattr
-    # before. Sixteen first runs creating it together is its own (xfail) test below.
+    # before. Sixteen first runs creating it together is its own test below.
     assert run_cli("sessions", "--format", "json", cwd=cwds[0]).returncode == 0
     procs = [start_cli(*HOOK, cwd=cwds[i % len(cwds)]) for i in range(n)]
     return wait_all(procs)
@@ -76,7 +77,8 @@ def test_16_uploads_at_once_in_two_worktrees(tmp_path: Path, env_dirs: dict[str,
     _assert_all_recorded(results)
     home = env_dirs["costattr_home"]
     assert_valid_ledger(home)
-    assert figures(home) == reference
+    got = figures(home)
+    assert got == reference, diff_figures(got, reference) + "\n" + "\n".join(r[1] + r[2] for r in results)
     assert leftovers(home) == {"tmp": [], "corrupt": []}
 
 
@@ -211,14 +213,12 @@ def test_a_live_lock_holder_makes_the_hook_time_out_not_hang(tmp_path: Path, env
     assert figures(env_dirs["costattr_home"]) == reference
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "costattr/scan.py ScanCache._connect: a first run that read user_version 0 before another process "
-    "created the cache drops that cache (DROP TABLE) or fails on CREATE TABLE and moves the healthy "
-    "cache aside as corrupt; concurrent hooks then see empty scans and record nothing"))
-def test_a_first_run_never_drops_the_cache_another_process_is_creating(tmp_path: Path) -> None:
+def test_a_first_run_never_drops_the_cache_another_process_is_creating(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic replay of sixteen first runs racing to create the scan cache: another
     process holds the write lock while it creates the table; the late one has already read
     user_version 0 and waits. When it gets the lock it must see the table, not drop it."""
+    import re
     import sqlite3
 
     from costattr.scan import CACHE_VERSION, ScanCache
@@ -228,6 +228,16 @@ def test_a_first_run_never_drops_the_cache_another_process_is_creating(tmp_path:
     creator.execute("PRAGMA journal_mode=WAL")
     creator.execute("BEGIN IMMEDIATE")
     seen: dict[str, object] = {}
+    waiting = threading.Event()  # the late run has started a statement that needs the write lock
+    real_connect = sqlite3.connect
+
+    def traced_connect(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn = real_connect(*args, **kwargs)
+        conn.set_trace_callback(lambda sql: waiting.set() if re.match(
+            r"\s*(DROP|CREATE|BEGIN|INSERT|DELETE|PRAGMA\s+user_version\s*=)", sql, re.I) else None)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
 
     def late_first_run() -> None:
         cache = ScanCache(path)
@@ -241,7 +251,8 @@ def test_a_first_run_never_drops_the_cache_another_process_is_creating(tmp_path:
 
     t = threading.Thread(target=late_first_run)
     t.start()
-    time.sleep(0.5)  # it has read user_version 0 and now waits for the write lock
+    assert waiting.wait(20)  # it has read user_version 0 and now waits for the write lock
+    time.sleep(0.2)
     creator.execute("CREATE TABLE files (path TEXT PRIMARY KEY, tool TEXT, dev INTEGER, ino INTEGER, size INTEGER,"
                     " mtime_ns INTEGER, cwds TEXT, state BLOB)")
     creator.execute("INSERT INTO files VALUES ('/t/a.jsonl', 'claude', 1, 2, 3, 4, '[]', '{}')")
@@ -262,7 +273,7 @@ def test_commits_in_two_worktrees_at_once_fire_real_hooks(tmp_path: Path, env_di
     procs = []
     for i in range(8):
         for cwd in world.work_trees:
-            # Distinct files per commit in each worktree: git serialises its own ref updates.
+            # Empty commits racing in both worktrees, each firing the installed hook.
             procs.append(subprocess.Popen(
                 ["git", "-C", str(cwd), "commit", "-q", "--allow-empty", "-m", f"work {i}"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with()))

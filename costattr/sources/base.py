@@ -31,6 +31,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 Record = tuple[Any, ...]
 R_KEY, R_TS, R_MODEL, R_CWD, R_BRANCH, R_SIDECHAIN, R_AGENT, R_SPEED, R_COST, R_SESSION, R_OFFSET = range(11)
 R_TOKENS = slice(11, 17)
+RECORD_FIELDS = 17
 
 
 def record_token_total(rec: Record) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from costattr import paths
 from costattr.sources.base import (
+    MAX_TOKENS_PER_REQUEST,
     FileParse,
     as_count,
     clean_text,
@@ -182,6 +183,8 @@ def _claude_tokens(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int]
             return None
         if e5 + e1:
             cw5, cw1 = e5, e1
+    if inp + out + cw5 + cw1 + cr > MAX_TOKENS_PER_REQUEST:
+        return None  # each field may look plausible while the request as a whole is not
     return inp, out, cw5, cw1, cr, 0
 
 

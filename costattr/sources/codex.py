@@ -52,15 +52,13 @@ def _request_usage(
 ) -> tuple[int, int, int, int] | None:
     """One request's usage: `last_token_usage` when it is there, else how far the running total
     advanced (early Codex builds); None when that is not a plausible single request."""
-    if last_usage is not None:
-        last = _usage_tuple(last_usage)
-        if last is not None:
-            return last
-    base = prev or [0, 0, 0, 0]
-    inp, cached, out, reasoning = (max(0, t - b) for t, b in zip(total, base, strict=True))
-    if max(inp, out) > MAX_TOKENS_PER_REQUEST:
-        return None
-    return inp, min(cached, inp), out, reasoning
+    last = _usage_tuple(last_usage) if last_usage is not None else None
+    if last is None:
+        base = prev or [0, 0, 0, 0]
+        inp, cached, out, reasoning = (max(0, t - b) for t, b in zip(total, base, strict=True))
+        last = inp, min(cached, inp), out, reasoning
+    # input includes cached tokens and output includes reasoning: input + output is the request
+    return last if last[0] + last[2] <= MAX_TOKENS_PER_REQUEST else None
 
 
 def _is_rollout(name: str) -> bool:
