@@ -4,9 +4,11 @@ the real transcripts, or the developer's git config."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_memory_api import FakeMemoryApi
 
 _GIT_ENV_TO_DROP = (
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
@@ -54,6 +56,16 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 @pytest.fixture
 def env_dirs(isolated_env: dict[str, Path]) -> dict[str, Path]:
     return isolated_env
+
+
+@pytest.fixture
+def memory_api() -> Iterator[FakeMemoryApi]:
+    """A real memory API server on 127.0.0.1, stopped after the test."""
+    api = FakeMemoryApi().start()
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

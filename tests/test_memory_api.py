@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from fake_memory_api import API_KEY, FakeMemoryApi
@@ -24,10 +23,8 @@ def entry(sid: str, updated_at: float = 100.0, cost: float = 1.0, **kw: object) 
 
 
 @pytest.fixture
-def api() -> Iterator[FakeMemoryApi]:
-    server = FakeMemoryApi().start()
-    yield server
-    server.stop()
+def api(memory_api: FakeMemoryApi) -> FakeMemoryApi:
+    return memory_api
 
 
 def ledger_for(api: FakeMemoryApi, key: str = API_KEY, **kw: object) -> MemoryApiLedger:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -228,15 +228,6 @@ def test_damaged_scan_cache_sessions_rebuilds(damage: str, tmp_path: Path, env_d
 
 # ---------------------------------------------------------------------------------------------
 # The outbox and the publish marker (shared backend: the memory API)
-
-@pytest.fixture
-def memory_api() -> Iterator[FakeMemoryApi]:
-    api = FakeMemoryApi().start()
-    try:
-        yield api
-    finally:
-        api.stop()
-
 
 def _api_env(api: FakeMemoryApi) -> dict[str, str]:
     return env_with(COSTATTR_LEDGER="memory-api", COSTATTR_API_URL=api.url, COSTATTR_API_USER=api.user,

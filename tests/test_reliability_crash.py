@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -206,15 +205,6 @@ def test_sigkill_at_each_step_of_a_write(point: str, tmp_path: Path, env_dirs: d
     left = leftovers(home)
     assert left["corrupt"] == []
     assert [p for p in left["tmp"] if p.startswith(".ledger.json")] == []  # swept under the lock
-
-
-@pytest.fixture
-def memory_api() -> Iterator[FakeMemoryApi]:
-    api = FakeMemoryApi().start()
-    try:
-        yield api
-    finally:
-        api.stop()
 
 
 @pytest.mark.parametrize("point", ["outbox-before-rename", "outbox-after-rename"])

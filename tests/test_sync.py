@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -24,15 +24,14 @@ def entry(sid: str, updated_at: float = 100.0, cost: float = 1.0) -> LedgerEntry
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeMemoryApi]:
-    server = FakeMemoryApi().start()
+def api(memory_api: FakeMemoryApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeMemoryApi:
+    server = memory_api
     monkeypatch.setenv("COSTATTR_API_URL", server.url)
     monkeypatch.setenv("COSTATTR_API_USER", server.user)
     monkeypatch.setenv("COSTATTR_API_KEY", API_KEY)
     monkeypatch.setenv("COSTATTR_LEDGER", "memory-api")
     monkeypatch.chdir(tmp_path)  # no repository, no config: settings come from the environment
-    yield server
-    server.stop()
+    return server
 
 
 def remote(api: FakeMemoryApi) -> MemoryApiLedger:
