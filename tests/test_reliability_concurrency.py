@@ -135,9 +135,10 @@ def test_a_stale_scan_never_overwrites_newer_spend(tmp_path: Path, env_dirs: dic
     record.upload(wt_git, load_config(world.wt))  # hook B: closes the worktree spend into its commit
     reference = clean_reference([world.wt, world.repo], tmp_path / "ref-home")
 
-    monkeypatch.setattr(record, "session_events", lambda *a, **k: stale)
-    record.upload(repo_git, load_config(world.repo))  # hook A, late, with its stale scan
-    monkeypatch.undo()
+    # A scoped patch: monkeypatch.undo() would also undo the isolation conftest set up.
+    with monkeypatch.context() as m:
+        m.setattr(record, "session_events", lambda *a, **k: stale)
+        record.upload(repo_git, load_config(world.repo))  # hook A, late, with its stale scan
     assert figures(env_dirs["costattr_home"]) == reference
 
     record.upload(repo_git, load_config(world.repo))  # and the next ordinary hook agrees

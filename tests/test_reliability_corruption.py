@@ -130,14 +130,15 @@ def test_moving_aside_never_overwrites_an_earlier_copy(tmp_path: Path, monkeypat
     the name is reserved atomically, so neither copy replaces the other."""
     from costattr import fsutil
 
-    monkeypatch.setattr(fsutil.time, "strftime", lambda fmt: "20261124T000000")
-    monkeypatch.setattr(Path, "exists", lambda self: False)  # every check says "free", as in a race
     target = tmp_path / "ledger.json"
     kept = []
-    for body in (b"first damaged copy", b"second damaged copy", b"third"):
-        target.write_bytes(body)
-        kept.append(fsutil.move_aside(target))
-    monkeypatch.undo()
+    # Scoped: monkeypatch.undo() would also undo conftest's isolation of the real home.
+    with monkeypatch.context() as m:
+        m.setattr(fsutil.time, "strftime", lambda fmt: "20261124T000000")
+        m.setattr(Path, "exists", lambda self: False)  # every check says "free", as in a race
+        for body in (b"first damaged copy", b"second damaged copy", b"third"):
+            target.write_bytes(body)
+            kept.append(fsutil.move_aside(target))
     assert len(set(kept)) == 3
     assert [k.read_bytes() for k in kept] == [b"first damaged copy", b"second damaged copy", b"third"]
 
