@@ -1,271 +1,233 @@
-"""Attribution: a session's events -> segments (session x branch x commit). Pure.
+"""Attribution: a hook's new requests -> immutable spend records. Pure: no I/O, no clock.
 
-Each event goes by the branch it recorded itself (Claude writes gitBranch per line, Codex per
-session), never by what is checked out when the hook runs:
+Each request goes by the branch its own line recorded (Claude writes gitBranch per line, Codex per
+session), never by what happens to be checked out:
 
-- a branch's closed segments keep every event up to their watermark (`until_ts`);
-- newer events on the checked-out branch close into a segment for HEAD;
-- newer events on another branch wait in that branch's open segment until a commit there;
-- events with no branch are kept as unattributed spend.
+- requests on the checked-out branch made up to the commit's time close into a record for HEAD,
+  together with that branch's open records made up to then (which the new record names in
+  `closes`, so every copy of the ledger hides them from then on);
+- requests on another branch (or made after the commit's time) wait in open records;
+- requests with no branch are unattributed, for good;
+- with `--base`, the checked-out branch's requests up to the base's cut-off are set aside as
+  unattributed "before --base", once.
 
-The previous entry's closed segments are the only state, so recomputing from the same events
-gives the same entry: re-running the hook on amend, rebase or cherry-pick changes nothing.
+Only requests no record covers yet reach this module (the store keeps which keys are covered), so
+re-running the hook (amend, rebase, a second upload) never counts a request twice, and a deleted or
+truncated transcript can never lower a figure already recorded: records are only ever added.
 """
 
 from __future__ import annotations
 
-import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
-from costattr.models import (
-    LedgerEntry,
-    ModelUsage,
-    Segment,
-    Tokens,
-    TokensModel,
-    UsageEvent,
-    money,
-    to_json_money,
+from costattr.ledger.records import (
+    BEFORE_BASE,
+    DETACHED,
+    Part,
+    SpendRecord,
+    bucket_of,
+    canonical_ts,
+    cap,
+    keys_digest,
+    parse_utc,
+    spend_id,
 )
-from costattr.sessions import Spend
-
-DETACHED = "HEAD"  # what Claude Code records as gitBranch on a detached HEAD
+from costattr.models import Tokens, UsageEvent
 
 # branch, commit message -> (primary issue, related issues)
 IssueFinder = Callable[[str | None, str | None], tuple[str | None, Sequence[str]]]
 
+# A line stamped further than this ahead of the hook's clock is "in the future": kept open and
+# reported, so it can never close into a commit or pull later spend along (a 2099 line is on record).
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
 
 @dataclass(frozen=True)
 class CommitPoint:
-    """Where the hook runs: the checked-out branch (None when detached) and HEAD."""
+    """Where the hook runs: the checked-out branch, HEAD, its message and commit time (UTC ISO)."""
 
-    branch: str | None
-    sha: str | None
+    branch: str | None  # None when detached outside a rebase
+    sha: str | None  # None in a repository with no commit yet
     message: str | None = None
-    prs: tuple[int, ...] = ()
+    time: str | None = None  # the commit's committer time: requests up to it close into it
+    detached: bool = False
+
+    @property
+    def current(self) -> str:
+        """The branch name requests recorded when they ran on this checkout."""
+        return self.branch if self.branch is not None else DETACHED
 
 
 @dataclass(frozen=True)
-class EntryMeta:
-    repo: str | None = None
+class Where:
+    """Identity stamped on every record this hook writes."""
+
+    repo: str
     host: str | None = None
     author: str | None = None
-    price_table_date: str | None = None
+    recorded_at: str | None = None
+    prices: str | None = None  # the price table's date
 
 
 @dataclass
-class _Bucket:
-    segment: Segment
-    spend: Spend = field(default_factory=Spend)
-    models: dict[str, Spend] = field(default_factory=dict)
-    first_ts: str | None = None
-    last_ts: str | None = None
+class Attribution:
+    records: list[SpendRecord] = field(default_factory=list)
+    absorbed: list[str] = field(default_factory=list)  # open records the new closed ones replace
+    future: int = 0  # requests stamped in the future, kept open
 
-    def add(self, ev: UsageEvent) -> None:
-        self.spend.add_event(ev)
-        self.models.setdefault(ev.model or "(unknown)", Spend()).add_event(ev)
-        self.first_ts = ev.ts if self.first_ts is None else min(self.first_ts, ev.ts)
-        self.last_ts = ev.ts if self.last_ts is None else max(self.last_ts, ev.ts)
+    def of_state(self, state: str) -> list[SpendRecord]:
+        return [r for r in self.records if r.state == state]
 
 
-def event_branch(ev: UsageEvent) -> str | None:
-    return ev.git_branch or None
+@lru_cache(maxsize=65536)
+def moment(ts: str) -> datetime:
+    return parse_utc(ts)
 
 
-def attribute_session(
-    events: Iterable[UsageEvent],
-    previous: LedgerEntry | None,
+def attribute(
+    events_by_session: dict[str, list[UsageEvent]],
+    open_on_current: Iterable[SpendRecord],
     point: CommitPoint,
     find_issues: IssueFinder,
-    meta: EntryMeta,
+    where: Where,
     *,
-    base_usd: Decimal | None = None,
-    base_until_ts: str | None = None,
-    now: float | None = None,
-) -> LedgerEntry | None:
-    """The session's new cumulative entry (None when it has no events)."""
-    evs = sorted(events, key=lambda e: (e.ts, e.key))
-    if not evs:
+    now: str,
+    base_cutoff: str | None = None,
+) -> Attribution:
+    """Records for the new requests, by session; `open_on_current` are this repository's open
+    records on the checked-out branch (any session), candidates for closing into HEAD."""
+    out = Attribution()
+    now_m = moment(now)
+    close_until = _close_bound(point)
+    base_until = moment(base_cutoff) if base_cutoff is not None else None
+    issue_closed, related_closed = find_issues(point.branch, point.message) if point.sha else (None, ())
+    message = cap((point.message or "").strip().splitlines()[0], "message") if point.message else None
+
+    # The checked-out branch's open records: set aside when made before the --base cut-off,
+    # joined into the closing record when made up to the commit, left open when made after it.
+    to_base: dict[str, list[SpendRecord]] = defaultdict(list)
+    to_close: dict[str, list[SpendRecord]] = defaultdict(list)
+    for rec in open_on_current:
+        if rec.branch != point.current:
+            continue
+        if base_until is not None and moment(rec.last_ts) <= base_until:
+            to_base[rec.session_id].append(rec)
+        elif close_until is not None and moment(rec.last_ts) <= close_until:
+            to_close[rec.session_id].append(rec)
+
+    for sid in sorted(set(events_by_session) | set(to_base) | set(to_close)):
+        events = sorted(events_by_session.get(sid, ()), key=lambda e: (moment(e.ts), e.key))
+        closing: list[UsageEvent] = []
+        opened: dict[tuple[str, bool], list[UsageEvent]] = defaultdict(list)
+        loose: dict[str | None, list[UsageEvent]] = defaultdict(list)
+        for ev in events:
+            branch = cap(ev.git_branch or None, "branch")
+            t = moment(ev.ts)
+            future = t > now_m + FUTURE_TOLERANCE
+            out.future += future
+            if branch is None:
+                loose[None].append(ev)
+            elif branch == point.current and base_until is not None and t <= base_until:
+                loose[BEFORE_BASE].append(ev)
+            elif branch == point.current and close_until is not None and t <= close_until and not future:
+                closing.append(ev)
+            else:
+                # Kept apart by `future`: a record holding a line from 2099 is never closed, and
+                # must not hold today's spend hostage with it.
+                opened[(branch, future)].append(ev)
+        tool = events[0].tool if events else (to_close.get(sid) or to_base[sid])[0].tool
+        if closing or to_close.get(sid):
+            out.records.append(_record(sid, tool, where, "closed", point.branch, point.sha, issue_closed,
+                                       tuple(related_closed), message, None, closing, to_close.get(sid, [])))
+        for (branch, _future), evs in sorted(opened.items()):
+            issue, related = find_issues(branch, None) if branch != DETACHED else (None, ())
+            out.records.append(_record(sid, tool, where, "open", branch, None, issue, tuple(related), None, None,
+                                       evs, []))
+        if to_base.get(sid) and BEFORE_BASE not in loose:
+            loose[BEFORE_BASE] = []
+        for note, evs in sorted(loose.items(), key=lambda kv: kv[0] or ""):
+            olds = to_base.get(sid, []) if note == BEFORE_BASE else []
+            out.records.append(_record(sid, tool, where, "unattributed", None, None, None, (), None, note, evs, olds))
+    out.absorbed = sorted(i for r in out.records for i in r.closes)
+    return out
+
+
+def _close_bound(point: CommitPoint) -> datetime | None:
+    """Requests up to the end of the commit's second close into it (git keeps whole seconds)."""
+    if point.sha is None or point.time is None:
         return None
-    if previous is not None and previous.base_until_ts:
-        base_until_ts, base_usd = previous.base_until_ts, money(previous.base_usd or 0)
-
-    closed: dict[str | None, list[_Bucket]] = {}
-    for seg in previous.segments if previous else []:
-        if seg.commit is not None and seg.until_ts is not None:
-            closed.setdefault(seg.branch, []).append(_Bucket(_fresh_copy(seg)))
-    for buckets in closed.values():
-        buckets.sort(key=lambda b: b.segment.until_ts or "")
-
-    current = point.branch if point.branch is not None else DETACHED
-    closing: _Bucket | None = None
-    open_: dict[str | None, _Bucket] = {}
-    for ev in evs:
-        branch = event_branch(ev)
-        if base_until_ts is not None and ev.ts <= base_until_ts:
-            bucket = open_.get("\0base") or open_.setdefault("\0base", _Bucket(Segment(note="before --base")))
-        elif branch is None:
-            bucket = open_.get(None) or open_.setdefault(None, _open_bucket(None, find_issues))
-        elif (hit := _closed_for(closed.get(_stored_branch(branch)), ev.ts)) is not None:
-            bucket = hit
-        elif branch is not None and branch == current and point.sha is not None:
-            closing = closing or _closing_bucket(closed, point, find_issues)
-            bucket = closing
-        else:
-            bucket = open_.get(branch) or open_.setdefault(branch, _open_bucket(branch, find_issues))
-        bucket.add(ev)
-    if closing is not None:
-        closing.segment.until_ts = max(closing.segment.until_ts or "", closing.last_ts or "")
-
-    buckets = [b for bs in closed.values() for b in bs] + list(open_.values())
-    segments = [_finish(b) for b in buckets if b.spend.requests]
-    segments.sort(key=lambda s: (s.first_ts or "", s.branch or "", s.commit or ""))
-    return _entry(evs, segments, previous, point, meta, base_usd, base_until_ts, now)
+    return moment(point.time) + timedelta(seconds=1) - timedelta(microseconds=1)
 
 
-def _stored_branch(branch: str | None) -> str | None:
-    """Detached-HEAD spend is stored with no branch name, only its commit."""
-    return None if branch == DETACHED else branch
-
-
-def _fresh_copy(seg: Segment) -> Segment:
-    """A closed segment's identity and watermark, its figures cleared to be recomputed."""
-    return Segment(
-        branch=seg.branch, commit=seg.commit, issue=seg.issue, related_issues=list(seg.related_issues),
-        prs=list(seg.prs), commit_message=seg.commit_message, until_ts=seg.until_ts, note=seg.note,
+def _record(
+    sid: str, tool: str, where: Where, state: str, branch: str | None, commit: str | None, issue: str | None,
+    related: tuple[str, ...], message: str | None, note: str | None, events: list[UsageEvent],
+    absorbed: list[SpendRecord],
+) -> SpendRecord:
+    parts = merge_parts([p for r in absorbed for p in r.parts], parts_of(events))
+    stamps = [e.ts for e in events] + [t for r in absorbed for t in (r.first_ts, r.last_ts)]
+    first, last = canonical_ts(min(stamps, key=moment)), canonical_ts(max(stamps, key=moment))
+    covers = keys_digest([e.key for e in events] + [f"record:{r.id}" for r in absorbed])
+    cwd = next((e.cwd for e in events if e.cwd), None) or next((r.cwd for r in absorbed if r.cwd), None)
+    return SpendRecord(
+        id=spend_id(where.repo, sid, state, branch, commit, note, covers), session_id=sid, tool=tool,
+        repo=where.repo, state=state, branch=branch, commit=commit,  # type: ignore[arg-type]
+        issue=cap(issue, "issue"), related=tuple(k for k in related if k != issue), message=message, note=note,
+        first_ts=first, last_ts=last, parts=tuple(parts), closes=tuple(r.id for r in absorbed),
+        host=cap(where.host, "host"), author=cap(where.author, "author"), cwd=cap(cwd, "cwd"),
+        recorded_at=where.recorded_at, prices=where.prices,
     )
 
 
-def _closed_for(buckets: list[_Bucket] | None, ts: str) -> _Bucket | None:
-    for b in buckets or ():
-        if ts <= (b.segment.until_ts or ""):
-            return b
-    return None
+class _Acc:
+    __slots__ = ("requests", "unpriced", "tokens", "cost", "authoritative")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.unpriced = 0
+        self.tokens = Tokens()
+        self.cost = Decimal(0)
+        self.authoritative = Decimal(0)
 
 
-def _closing_bucket(closed: dict[str | None, list[_Bucket]], point: CommitPoint, find_issues: IssueFinder) -> _Bucket:
-    branch = point.branch  # None when detached: the commit is known, the branch is not
-    for b in closed.get(branch, []):
-        if b.segment.commit == point.sha:  # the hook ran again on the same commit
-            b.segment.prs = sorted(set(b.segment.prs) | set(point.prs))
-            return b
-    issue, related = find_issues(branch, point.message)
-    bucket = _Bucket(Segment(
-        branch=branch, commit=point.sha, issue=issue, related_issues=list(related), prs=list(point.prs),
-        commit_message=(point.message or "").strip().splitlines()[0][:200] if point.message else None,
-    ))
-    closed.setdefault(branch, []).append(bucket)
-    return bucket
-
-
-def _open_bucket(branch: str | None, find_issues: IssueFinder) -> _Bucket:
-    stored = _stored_branch(branch)
-    issue, related = find_issues(stored, None) if stored else (None, ())
-    return _Bucket(Segment(branch=stored, issue=issue, related_issues=list(related)))
-
-
-def _tokens_model(t: Tokens) -> TokensModel:
-    return TokensModel(**t.as_dict())
-
-
-def _finish(b: _Bucket) -> Segment:
-    seg = b.segment
-    seg.tokens = _tokens_model(b.spend.tokens)
-    seg.cost_usd = to_json_money(b.spend.cost)
-    seg.authoritative_usd = to_json_money(b.spend.authoritative)
-    seg.requests = b.spend.requests
-    seg.unpriced_requests = b.spend.unpriced_requests
-    seg.first_ts, seg.last_ts = b.first_ts, b.last_ts
-    seg.models = {
-        name: ModelUsage(requests=s.requests, cost_usd=to_json_money(s.cost), unpriced_requests=s.unpriced_requests,
-                         tokens=_tokens_model(s.tokens))
-        for name, s in sorted(b.models.items())
-    }
-    return seg
-
-
-def _entry(
-    evs: list[UsageEvent],
-    segments: list[Segment],
-    previous: LedgerEntry | None,
-    point: CommitPoint,
-    meta: EntryMeta,
-    base_usd: Decimal | None,
-    base_until_ts: str | None,
-    now: float | None,
-) -> LedgerEntry:
-    total = Spend()
-    models: list[str] = []
-    for ev in evs:
-        total.add_event(ev)
-        if ev.model and ev.model not in models:
-            models.append(ev.model)
-    issues: list[str] = []
-    for seg in segments:
-        for key in [seg.issue, *seg.related_issues]:
-            if key and key not in issues:
-                issues.append(key)
-    on_current = point.branch is not None and any(s.branch == point.branch for s in segments)
-    # `upload --pr N` speaks of the checked-out branch: a session that never worked on it is not linked.
-    prs = sorted(set(previous.prs if previous else []) | (set(point.prs) if on_current else set()))
-    latest_closed = max((s for s in segments if s.commit), key=lambda s: s.until_ts or "", default=None)
-    pct = total.tokens.cache_pct()
-    cost = to_json_money(total.cost)
-    return LedgerEntry(
-        session_id=evs[0].session_id,
-        cost_usd=cost,
-        cache_pct=pct,
-        cost_str=f"{total.cost:.4f} ({pct:.1f}%)",
-        branch=point.branch if on_current else event_branch(evs[-1]),
-        commit=latest_closed.commit if latest_closed else None,
-        prs=prs,
-        updated_at=round(now if now is not None else time.time(), 3),
-        tool=evs[0].tool,
-        repo=meta.repo,
-        host=meta.host,
-        author=meta.author,
-        cwd=evs[0].cwd,
-        issues=issues,
-        tokens=_tokens_model(total.tokens),
-        models=models,
-        segments=segments,
-        base_usd=to_json_money(base_usd) if base_usd is not None and base_until_ts else None,
-        base_until_ts=base_until_ts,
-        cost_source=_source(total),
-        unpriced_requests=total.unpriced_requests,
-        requests=total.requests,
-        first_ts=evs[0].ts,
-        last_ts=evs[-1].ts,
-        price_table_date=meta.price_table_date,
+def parts_of(events: Iterable[UsageEvent]) -> list[Part]:
+    """Events folded into parts per (15-minute bucket, model), sorted."""
+    return merge_parts(
+        Part(bucket_of(ev.ts), cap(ev.model or "(unknown)", "model") or "(unknown)", 1, int(ev.cost is None),
+             ev.tokens, ev.cost or Decimal(0), ev.cost if ev.cost is not None and ev.cost_source == "authoritative"
+             else Decimal(0))
+        for ev in events
     )
 
 
-def _source(spend: Spend) -> str:
-    if spend.authoritative == 0:
-        return "estimated"
-    return "authoritative" if spend.authoritative == spend.cost and not spend.unpriced_requests else "mixed"
+def merge_parts(*groups: Iterable[Part]) -> list[Part]:
+    """Parts of the same (bucket, model) added together, sorted."""
+    acc: dict[tuple[str, str], _Acc] = {}
+    for group in groups:
+        for p in group:
+            a = acc.get((p.bucket, p.model))
+            if a is None:
+                a = acc[(p.bucket, p.model)] = _Acc()
+            a.requests += p.requests
+            a.unpriced += p.unpriced
+            a.tokens.add(p.tokens)
+            a.cost += p.cost
+            a.authoritative += p.authoritative
+    return [Part(b, m, a.requests, a.unpriced, a.tokens, a.cost, a.authoritative) for (b, m), a in sorted(acc.items())]
 
 
 def base_cutoff(events: Iterable[UsageEvent], base: Decimal) -> str | None:
-    """The timestamp up to which the work tree's spend adds up to `base` (CloudClawer's --base).
-
-    Spend before it is kept, as unattributed "before --base", rather than charged to the branch.
-    """
+    """The timestamp up to which the work tree's spend adds up to `base` (CloudClawer's --base)."""
     running = Decimal(0)
     cutoff: str | None = None
-    for ev in sorted(events, key=lambda e: (e.ts, e.key)):
+    for ev in sorted(events, key=lambda e: (moment(e.ts), e.key)):
         running += ev.cost or 0
         if running > base:
             break
         cutoff = ev.ts
     return cutoff
-
-
-def same_figures(a: LedgerEntry | None, b: LedgerEntry) -> bool:
-    """Whether an upload would change anything a report shows (updated_at aside)."""
-    if a is None:
-        return False
-    skip = {"updated_at"}
-    return a.model_dump(exclude=skip) == b.model_dump(exclude=skip)

@@ -23,11 +23,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "comment": ("comment", "Post or update the sticky cost comment on a GitHub pull request."),
     "install": ("install", "Install the post-commit hook in this repository."),
     "init": ("init", "Write a commented .costattr.toml for this repository."),
-    "sync": ("sync", "Deliver the outbox and merge the shared ledger (memory API, git notes)."),
+    "export": ("export", "Write the ledger out (CloudClawer's agent-costs file, or records as JSON Lines)."),
+    "sync": ("sync", "Send the shared ledger what it lacks; exchange git notes with origin."),
     "pricing": ("pricing", "Show the price table, or update it from a LiteLLM price file."),
     "doctor": ("doctor", "Where costattr looks, what it finds, and what is misconfigured."),
     "demo": ("demo", "Run the whole flow on throw-away demo data and print the issue report."),
 }
+HIDDEN: dict[str, str] = {"hook-impl": "hook_impl"}  # what installed hooks run; not in --help
 
 
 class LazyGroup(click.Group):
@@ -35,9 +37,10 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
+        name = COMMANDS[cmd_name][0] if cmd_name in COMMANDS else HIDDEN.get(cmd_name)
+        if name is None:
             return None
-        module = importlib.import_module(f"costattr.commands.{COMMANDS[cmd_name][0]}")
+        module = importlib.import_module(f"costattr.commands.{name}")
         return module.command  # type: ignore[no-any-return]
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -43,7 +43,7 @@ SUBPROCESS_TIMEOUT_S = 120
 # shared ledgers (COSTATTR_API_KEY, GITHUB_TOKEN, GIT_DIR from an outer hook, CLAUDE_CONFIG_DIR...).
 _PRIVATE_PREFIXES = ("GIT_", "COSTATTR_", "GITHUB_", "GH_", "CLAUDE_", "CODEX_", "XDG_")
 # What the hook prints on success: CloudClawer's `cost (cache hit %)`.
-_HOOK_SUMMARY = re.compile(r"^(\d+\.\d{4}) \((\d+(?:\.\d+)?)%\)$", re.MULTILINE)
+_HOOK_SUMMARY = re.compile(r"^costattr: (\d+\.\d{4} \(\d+(?:\.\d+)?%\).*)$", re.MULTILINE)
 
 _GITCONFIG = f"""\
 [user]
@@ -160,7 +160,7 @@ class CommitRecord:
     tool: str
     sha: str
     subject: str
-    hook_summary: str  # `0.4213 (91.2%)`: new cost and cache hit rate, as the hook prints it
+    hook_summary: str  # `0.4213 (91.2%) on SHOP-101`: what the commit recorded, as the hook prints it
 
 
 @dataclass
@@ -205,7 +205,7 @@ class Runner:
         if found is None:
             raise DemoError(f"the post-commit hook recorded nothing for {message!r}:\n{output.strip()}"
                             f"\n(costattr's log: {self.dirs.state / 'costattr.log'})")
-        return self.git("rev-parse", "HEAD"), found.group(0)
+        return self.git("rev-parse", "HEAD"), found.group(1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,12 @@ class ConfigError(CostattrError):
 
 
 class LedgerCorrupt(CostattrError):
-    pass
+    """A ledger file that could not be read: moved to `kept` (never overwritten)."""
+
+    def __init__(self, message: str, hint: str | None = None, *, path: object = None, kept: object = None) -> None:
+        super().__init__(message, hint)
+        self.path = path
+        self.kept = kept
 
 
 class NotAGitRepo(CostattrError):

@@ -1,4 +1,4 @@
-"""Durable file writes shared by the ledger, cursors, cache and outbox."""
+"""Durable file writes shared by the state files, the price table and damaged-file handling."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +43,16 @@ class GitContext:
     origin_url: str | None  # userinfo (tokens) removed
     repo_slug: str | None  # "owner/name"; GitLab subgroups "group/sub/name"
     forge_host: str | None  # e.g. "github.com"
+    head_time: str | None = None  # HEAD's committer time, UTC ISO: requests up to it close into it
+    rewritten_from: tuple[str, ...] = ()  # commits HEAD replaced: `commit --amend`, a rebase's pick or fixup
+
+    @property
+    def repo_id(self) -> str:
+        """This repository's identity in the ledger: `owner/name` from origin (every clone of it
+        agrees), else `path:<main work tree>` for a repository without a hosted remote."""
+        if self.repo_slug:
+            return self.repo_slug
+        return f"path:{self.worktrees[0] if self.worktrees else self.workdir}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +72,7 @@ def discover(cwd: Path | None = None) -> GitContext:
     common_dir = _common_dir(git_dir)
     workdir = Path(repo.workdir).resolve()
     branch, detached = _branch(repo, git_dir)
-    sha, message, author_name, author_email = _head_commit(repo)
+    sha, message, author_name, author_email, head_time = _head_commit(repo)
     if author_name is None and author_email is None:
         author_name, author_email = _configured_identity(workdir)
     raw_url = _origin_url(repo)
@@ -80,6 +91,8 @@ def discover(cwd: Path | None = None) -> GitContext:
         origin_url=strip_userinfo(raw_url) if raw_url else None,
         repo_slug=slug,
         forge_host=host,
+        head_time=head_time,
+        rewritten_from=_rewritten_from(repo, git_dir, sha),
     )
 
 
@@ -151,18 +164,72 @@ def _rebase_head_name(git_dir: Path) -> str | None:
     return None
 
 
-def _head_commit(repo: pygit2.Repository) -> tuple[str | None, str | None, str | None, str | None]:
+def _head_commit(repo: pygit2.Repository) -> tuple[str | None, str | None, str | None, str | None, str | None]:
     if repo.head_is_unborn:
-        return None, None, None, None
+        return None, None, None, None, None
     try:
         commit = repo.head.peel(pygit2.Commit)
     except (pygit2.GitError, KeyError, ValueError):
-        return None, None, None, None
+        return None, None, None, None, None
     encoding = commit.message_encoding or "utf-8"
     # Decode ourselves with replacement: a commit in a mislabelled encoding must not crash the hook.
     message = _decode(commit.raw_message, encoding)
     author = commit.author
-    return str(commit.id), message, _decode(author.raw_name, encoding), _decode(author.raw_email, encoding)
+    when = datetime.fromtimestamp(commit.commit_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(commit.id), message, _decode(author.raw_name, encoding), _decode(author.raw_email, encoding), when
+
+
+_REBASE_STEPS = ("rebase (pick)", "rebase (reword)", "rebase (edit)", "rebase (fixup)", "rebase (squash)",
+                 "rebase -i (pick)", "rebase -i (reword)", "rebase -i (edit)", "rebase -i (fixup)",
+                 "rebase -i (squash)")
+
+
+def _rewritten_from(repo: pygit2.Repository, git_dir: Path, sha: str | None) -> tuple[str, ...]:
+    """The commits HEAD replaced, from HEAD's reflog (newest entry first): the post-commit hook
+    fires on `commit --amend` and on each step of a rebase with no word of it, and setups that run
+    only post-commit (pre-commit, husky) must still see the spend follow the commit.
+
+    - `commit (amend)`: the entry's old id;
+    - a rebase step: the commit being picked (the last line of rebase-merge/done), plus, for a
+      fixup or squash, the previous HEAD it folded into.
+    """
+    if sha is None:
+        return ()
+    try:
+        entry = next(iter(repo.references["HEAD"].log()), None)
+        # pygit2 decodes the reflog message as UTF-8 and raises on a subject in another encoding
+        message = entry.message if entry is not None else ""
+    except (pygit2.GitError, KeyError, ValueError, OSError):  # UnicodeDecodeError is a ValueError
+        return ()
+    if entry is None or str(entry.oid_new) != sha:
+        return ()
+    old = str(entry.oid_old) if str(entry.oid_old).strip("0") else None
+    if message.startswith("commit (amend)"):
+        return (old,) if old else ()
+    if not message.startswith(_REBASE_STEPS):
+        return ()
+    out: list[str] = []
+    picked = _last_picked(repo, git_dir)
+    if picked and picked != sha:
+        out.append(picked)
+    if old and ("(fixup)" in message or "(squash)" in message):
+        out.append(old)
+    return tuple(dict.fromkeys(out))
+
+
+def _last_picked(repo: pygit2.Repository, git_dir: Path) -> str | None:
+    try:
+        lines = (git_dir / "rebase-merge" / "done").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("pick", "p", "reword", "r", "edit", "e", "fixup", "f", "squash", "s"):
+            try:
+                return str(repo.revparse_single(words[1]).peel(pygit2.Commit).id)
+            except (KeyError, ValueError, pygit2.GitError):
+                return None
+    return None
 
 
 def _decode(raw: bytes, encoding: str) -> str:

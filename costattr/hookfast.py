@@ -1,9 +1,9 @@
 """The hook's fast path, in the standard library only (no pydantic, pygit2 or click imports).
 
-Most commits come with nothing new for costattr to record. When no transcript file, ledger,
-config or outbox changed since this work tree's last upload and the same branch is checked out,
-an upload cannot change anything, so the hook can answer without loading the rest of costattr.
-Anything unexpected answers "not sure" and the full upload runs.
+Most commits come with nothing new for costattr to record. When no transcript file, ledger or
+config changed since this work tree's last upload, no record waits for a shared backend, and the
+same branch is checked out, an upload cannot change anything, so the hook can answer without
+loading the rest of costattr. Anything unexpected answers "not sure" and the full upload runs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 from costattr import paths
 
 STATE_NAME = "hook-state.json"
+WAITING_NAME = "publish-waiting"  # present while records wait for a shared backend
 QUIET = [False]  # the work tree's `[hook] quiet`, as the last full upload read it
-NOTHING_NEW = "0.0000 (0.0%)"
+NOTHING_NEW = "costattr: 0.0000 (0.0%), nothing new"
 
 
 def _stat_line(path: str) -> str:
@@ -81,27 +82,42 @@ def _state_path() -> Path:
     return paths.costattr_home() / STATE_NAME
 
 
-def _side_files(workdir: Path) -> str:
+def _side_files(workdir: Path, ledger: str) -> str:
     home = paths.costattr_home()
-    files = [home / "ledger.json", home / "prices.json", workdir / ".costattr.toml", workdir / "pyproject.toml"]
-    return "|".join(_stat_line(str(p)) for p in files)
+    files = [ledger, ledger + "-wal", str(home / "prices.json"), str(home / "ledger.json"),
+             str(workdir / ".costattr.toml"), str(workdir / "pyproject.toml")]
+    return "|".join(_stat_line(p) for p in files)
 
 
-def _outbox_pending() -> bool:
-    outbox = paths.costattr_home() / "outbox"
-    return outbox.is_dir() and any(outbox.rglob("*.json"))
+def _waiting_path() -> Path:
+    return paths.costattr_home() / WAITING_NAME
 
 
-def snapshot(workdir: Path, transcripts: str) -> dict[str, str]:
+def set_waiting(waiting: bool) -> None:
+    """Mark (or clear) that records wait for a shared backend: every hook then retries them."""
+    path = _waiting_path()
+    try:
+        if waiting:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def snapshot(workdir: Path, transcripts: str, ledger: str) -> dict[str, str]:
     head = head_ref(workdir) or ""
     # A detached HEAD names a commit, which changes every commit; only a branch ref is stable.
     return {"transcripts": transcripts, "head": head if head.startswith("ref:") else "detached",
-            "side": _side_files(workdir), "env": _env_key()}
+            "ledger": ledger, "side": _side_files(workdir, ledger), "env": _env_key()}
 
 
 def _env_key() -> str:
-    keys = ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "COSTATTR_LEDGER", "COSTATTR_API_URL", "COSTATTR_API_USER")
-    return "|".join(os.environ.get(k, "") for k in keys)
+    keys = ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "COSTATTR_LEDGER", "COSTATTR_API_URL", "COSTATTR_API_USER",
+            "COSTATTR_HOME")
+    # Hashed: COSTATTR_API_URL may carry a password, and this file is not a place for one.
+    return hashlib.sha256("|".join(os.environ.get(k, "") for k in keys).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def nothing_new(workdir: Path) -> bool:
@@ -116,12 +132,13 @@ def nothing_new(workdir: Path) -> bool:
     if not isinstance(last, dict) or last.get("head") == "detached":
         return False
     QUIET[0] = bool(last.pop("quiet", False))
-    if _outbox_pending():
-        return False  # entries waiting for a shared ledger: every hook retries them
-    return last == snapshot(workdir, transcripts_fingerprint())
+    if _waiting_path().exists():
+        return False  # records waiting for a shared ledger: every hook retries them
+    ledger = last.get("ledger")
+    return isinstance(ledger, str) and last == snapshot(workdir, transcripts_fingerprint(), ledger)
 
 
-def remember(workdir: Path, transcripts: str, quiet: bool = False) -> None:
+def remember(workdir: Path, transcripts: str, ledger: Path, quiet: bool = False) -> None:
     """Record what this upload saw (call after the ledger write); best effort."""
     path = _state_path()
     try:
@@ -130,7 +147,7 @@ def remember(workdir: Path, transcripts: str, quiet: bool = False) -> None:
             state = {}
     except (OSError, ValueError):
         state = {}
-    state[str(workdir)] = snapshot(workdir, transcripts) | {"quiet": quiet}
+    state[str(workdir)] = snapshot(workdir, transcripts, str(ledger)) | {"quiet": quiet}
     try:
         from costattr.fsutil import atomic_write_bytes
 

@@ -1,7 +1,7 @@
 """Plain data shared by every stage of the pipeline.
 
-Hot-path records (one per API call) are slotted dataclasses; pydantic is kept for the edges
-where data comes back from disk or the network (ledger entries, price files).
+Hot-path records (one per API call) are slotted dataclasses; the ledger's records live in
+`costattr.ledger.records`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 TOKEN_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read", "reasoning")
 
@@ -124,91 +122,7 @@ class ScanStats:
 
 
 # ----------------------------------------------------------------------------------------------
-# Ledger records (what hooks write and reports read). Money is a float only here, at the JSON
-# edge; readers turn it back into Decimal through its repr so sums stay exact.
-
-SCHEMA_VERSION = 1
-
-
-class TokensModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    input: int = 0
-    output: int = 0
-    cache_write_5m: int = 0
-    cache_write_1h: int = 0
-    cache_read: int = 0
-    reasoning: int = 0
-
-
-class ModelUsage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    requests: int = 0
-    cost_usd: float = 0.0
-    unpriced_requests: int = 0
-    tokens: TokensModel = Field(default_factory=TokensModel)
-
-
-class Segment(BaseModel):
-    """The part of one session's spend attributed to one (branch, commit)."""
-
-    model_config = ConfigDict(extra="ignore")
-    branch: str | None = None  # None: spend that could not be tied to any branch
-    commit: str | None = None  # None: still open (no commit on this branch yet)
-    issue: str | None = None  # primary issue key
-    related_issues: list[str] = Field(default_factory=list)
-    prs: list[int] = Field(default_factory=list)
-    commit_message: str | None = None  # first line, for reports and PR comments
-    tokens: TokensModel = Field(default_factory=TokensModel)
-    cost_usd: float = 0.0
-    requests: int = 0
-    unpriced_requests: int = 0
-    authoritative_usd: float = 0.0  # the part of cost_usd the tool itself recorded
-    first_ts: str | None = None
-    last_ts: str | None = None
-    models: dict[str, ModelUsage] = Field(default_factory=dict)
-    # Watermark of a closed segment: this branch's events up to this time belong here, so a
-    # re-run of the hook (amend, rebase) or a late-flushed line never moves spend twice.
-    until_ts: str | None = None
-    note: str | None = None  # e.g. "before --base"
-
-
-class LedgerEntry(BaseModel):
-    """One session's cumulative state, keyed by session_id (CloudClawer's entry, extended)."""
-
-    model_config = ConfigDict(extra="allow")
-    # CloudClawer fields
-    session_id: str
-    cost_usd: float = 0.0
-    cache_pct: float = 0.0
-    cost_str: str = ""
-    branch: str | None = None
-    commit: str | None = None
-    prs: list[int] = Field(default_factory=list)
-    updated_at: float = 0.0
-    # costattr fields
-    schema_version: int = SCHEMA_VERSION
-    tool: str = "claude"
-    repo: str | None = None
-    host: str | None = None
-    author: str | None = None
-    cwd: str | None = None
-    issues: list[str] = Field(default_factory=list)
-    tokens: TokensModel = Field(default_factory=TokensModel)
-    models: list[str] = Field(default_factory=list)
-    segments: list[Segment] = Field(default_factory=list)
-    base_usd: float | None = None
-    base_until_ts: str | None = None  # events up to here were spent before the branch began
-    cost_source: str = "estimated"  # estimated | authoritative | mixed
-    unpriced_requests: int = 0
-    requests: int = 0
-    first_ts: str | None = None
-    last_ts: str | None = None
-    price_table_date: str | None = None
-
-
-def newer_entry(a: LedgerEntry, b: LedgerEntry) -> LedgerEntry:
-    """Merge rule for two copies of one session's entry: the newer wins (ties: more requests)."""
-    return a if (a.updated_at, a.requests, a.cost_usd) >= (b.updated_at, b.requests, b.cost_usd) else b
+# Money at the JSON edge (ledger records keep exact Decimal text: see costattr.ledger.records)
 
 
 def money(value: float | Decimal | int | str) -> Decimal:

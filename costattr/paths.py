@@ -1,7 +1,7 @@
 """Where transcripts live and where costattr keeps its own state.
 
 One environment variable, COSTATTR_HOME, moves all of costattr's state (ledger, cursors, cache,
-outbox, logs), as LLM_USER_PATH does for simonw/llm.
+logs), as LLM_USER_PATH does for simonw/llm.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Two steps, both plain functions over ledger data:
 
-* `select_pr_segments` picks the segments that belong to PR N: linked to N explicitly, made on the
-  PR's head branch, or attributed to one of the PR's commits. Each segment counts once.
+* `select_pr_spend` picks the visible spend records that belong to PR N: linked to N, made on the
+  PR's head branch, or attributed to one of the PR's commits (after rewrites). Each counts once.
 * `render_comment` turns them into the comment body: total and cache hit rate first, linked
   issues, a per-session table, per-commit and per-model tables folded in <details>, and a footer
   saying how much is estimated vs authoritative, unpriced and unattributed.
@@ -23,15 +23,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from costattr.ledger.view import Spend
 from costattr.markdown import md_escape
-from costattr.models import LedgerEntry, Segment, Tokens, money, newer_entry
-from costattr.report.rollup import segment_prs
+from costattr.models import Tokens
 
 MARKER = "<!-- costattr:pr-cost v1 -->"
 GITHUB_BODY_LIMIT = 65_536  # GitHub answers 422 "Body is too long" above this
 MAX_BODY_CHARS = 60_000  # our cap, with room to spare (the changesets action uses the same)
 
-Selected = tuple[LedgerEntry, Segment]
 IssueUrl = Callable[[str], "str | None"]
 
 TOOL_NAMES = {"claude": "Claude Code", "codex": "Codex"}
@@ -126,86 +125,58 @@ def repo_slug(value: str | None) -> str | None:
     return f"{m[1]}/{m[2]}".lower() if m else None
 
 
-def _repo_matches(entry_repo: str | None, wanted: set[str]) -> bool:
+def _repo_matches(record_repo: str, wanted: set[str]) -> bool:
     # A shared ledger (memory API) spans every repository a developer works in, and PR numbers
-    # and branch names repeat across repositories: an entry that names another repository is
-    # not this PR's. Entries that name none, or name it in a form we cannot read, are kept:
-    # hiding spend is worse than showing it.
-    slug = repo_slug(entry_repo)
+    # and branch names repeat across repositories: a record that names another repository is
+    # not this PR's. Records of a repository without a hosted remote are kept: hiding spend is
+    # worse than showing it.
+    slug = repo_slug(record_repo) if not record_repo.startswith("path:") else None
     return slug is None or slug in wanted
 
 
-def _unique_entries(entries: Mapping[str, LedgerEntry] | Iterable[LedgerEntry]) -> list[LedgerEntry]:
-    items = entries.values() if isinstance(entries, Mapping) else entries
-    by_session: dict[str, LedgerEntry] = {}
-    for entry in items:
-        old = by_session.get(entry.session_id)
-        by_session[entry.session_id] = entry if old is None else newer_entry(entry, old)
-    return [by_session[sid] for sid in sorted(by_session)]
-
-
-def select_pr_segments(
-    entries: Mapping[str, LedgerEntry] | Iterable[LedgerEntry],
+def select_pr_spend(
+    spends: Iterable[Spend],
     pr_number: int,
     head_branch: str | None,
     pr_commit_shas: Iterable[str],
     *,
     repos: Collection[str] = (),
     base_branch: str | None = None,
-) -> list[Selected]:
-    """The (entry, segment) pairs whose spend belongs to PR `pr_number`, each segment once.
+) -> list[Spend]:
+    """The visible spend records that belong to PR `pr_number`, each once.
 
-    A segment belongs when it is linked to the PR (its own `prs`; or, when it names no PR of
-    its own, its entry's `prs`), when it was made on the head branch, or when its commit is one
-    of the PR's commits. `repos` (owner/name of the base and head repository) excludes entries
-    of other repositories. A head branch equal to `base_branch` matches nothing by name: a fork
-    PR from the contributor's `main` must not collect all of `main`'s spend.
+    A record belongs when it is linked to the PR (`upload --pr`, a `pr-link`), when it was made on
+    the head branch, or when its commit is one of the PR's commits. `repos` (owner/name of the
+    base and head repository) excludes records of other repositories. A head branch equal to
+    `base_branch` matches nothing by name: a fork PR from the contributor's `main` must not
+    collect all of `main`'s spend.
     """
     commits = CommitMatcher(pr_commit_shas)
     branch = head_branch if head_branch and head_branch != base_branch else None
     wanted = {s for s in (repo_slug(r) for r in repos) if s}
-    out: list[Selected] = []
-    for entry in _unique_entries(entries):
-        if wanted and not _repo_matches(entry.repo, wanted):
+    out: list[Spend] = []
+    for spend in spends:
+        if wanted and not _repo_matches(spend.record.repo, wanted):
             continue
-        for seg in entry.segments:
-            if _segment_in_pr(entry, seg, pr_number, branch, commits):
-                out.append((entry, seg))
+        if pr_number in spend.prs or (branch is not None and spend.branch == branch) or spend.commit in commits:
+            out.append(spend)
     return out
 
 
-def _segment_in_pr(
-    entry: LedgerEntry, seg: Segment, pr_number: int, branch: str | None, commits: CommitMatcher
-) -> bool:
-    # The same PR link as `report --by pr`, so the comment and the report agree.
-    if pr_number in segment_prs(entry, seg):
-        return True
-    if branch is not None and seg.branch == branch:
-        return True
-    return seg.commit in commits
-
-
-def unattributed_segments(
-    entries: Mapping[str, LedgerEntry] | Iterable[LedgerEntry], selected: Sequence[Selected]
-) -> list[Selected]:
+def unattributed_spend(spends: Iterable[Spend], selected: Sequence[Spend]) -> list[Spend]:
     """Spend of the PR's sessions that is tied to no branch and no commit (no recorded branch,
     or spent before `upload --base`) and was not selected: shown in the footer, never dropped
     silently, not added to the total."""
-    chosen = {id(seg) for _, seg in selected}
-    sessions = {entry.session_id for entry, _ in selected}
-    return [
-        (entry, seg)
-        for entry in _unique_entries(entries)
-        if entry.session_id in sessions
-        for seg in entry.segments
-        if seg.branch is None and seg.commit is None and id(seg) not in chosen
-    ]
+    chosen = {s.record.id for s in selected}
+    sessions = {s.session_id for s in selected}
+    return [s for s in spends if s.session_id in sessions and s.record.state == "unattributed"
+            and s.record.id not in chosen]
 
 
-def price_table_dates(selected: Sequence[Selected]) -> str | None:
-    """The price table date(s) the selected entries were priced with: "2025-09-30", or a range
+def price_table_dates(selected: Sequence[Spend]) -> str | None:
+    """The price table date(s) the selected records were priced with: "2025-09-30", or a range
     when developers ran different versions, or None when the ledger does not say."""
-    dates = sorted({e.price_table_date for e, _ in selected if e.price_table_date})
+    dates = sorted({s.record.prices for s in selected if s.record.prices})
     if not dates:
         return None
     return dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
@@ -223,12 +194,13 @@ class Totals:
     unpriced: int = 0
     tokens: Tokens = field(default_factory=Tokens)
 
-    def add(self, seg: Segment) -> None:
-        self.cost += money(seg.cost_usd)
-        self.authoritative += money(seg.authoritative_usd)
-        self.requests += seg.requests
-        self.unpriced += seg.unpriced_requests
-        self.tokens.add(Tokens.from_dict(seg.tokens.model_dump()))
+    def add(self, spend: Spend) -> None:
+        for p in spend.parts:
+            self.cost += p.cost
+            self.authoritative += p.authoritative
+            self.requests += p.requests
+            self.unpriced += p.unpriced
+            self.tokens.add(p.tokens)
 
     @property
     def estimated(self) -> Decimal:
@@ -279,48 +251,39 @@ class PrSpend:
     unattributed_sessions: int
 
 
-def summarise(selected: Sequence[Selected], unattributed: Sequence[Selected] = ()) -> PrSpend:
+def summarise(selected: Sequence[Spend], unattributed: Sequence[Spend] = ()) -> PrSpend:
     totals = Totals()
     sessions: dict[str, SessionRow] = {}
     commits: dict[str | None, CommitRow] = {}
     models: dict[str, ModelRow] = {}
     issues: list[str] = []
-    for entry, seg in selected:
-        totals.add(seg)
-        srow = sessions.setdefault(entry.session_id, SessionRow(entry.session_id, entry.tool))
-        srow.totals.add(seg)
-        if seg.commit:
-            srow.commits.add(seg.commit)
-        key = seg.commit or None
-        crow = commits.get(key)
+    for spend in selected:
+        rec = spend.record
+        totals.add(spend)
+        srow = sessions.setdefault(rec.session_id, SessionRow(rec.session_id, rec.tool))
+        srow.totals.add(spend)
+        if spend.commit:
+            srow.commits.add(spend.commit)
+        crow = commits.get(spend.commit)
         if crow is None:
-            crow = commits[key] = CommitRow(key, seg.commit_message, seg.first_ts or "")
-        crow.totals.add(seg)
-        crow.sessions.add(entry.session_id)
-        crow.message = crow.message or seg.commit_message
-        if seg.first_ts and (not crow.first_ts or seg.first_ts < crow.first_ts):
-            crow.first_ts = seg.first_ts
-        for name, usage in seg.models.items():
-            mrow = models.setdefault(name, ModelRow(name))
-            mrow.requests += usage.requests
-            mrow.unpriced += usage.unpriced_requests
-            mrow.cost += money(usage.cost_usd)
-            mrow.tokens.add(Tokens.from_dict(usage.tokens.model_dump()))
-            srow.model_cost[name] = srow.model_cost.get(name, Decimal(0)) + money(usage.cost_usd)
-        for key_ in [seg.issue, *seg.related_issues]:
+            crow = commits[spend.commit] = CommitRow(spend.commit, spend.message, rec.first_ts)
+        crow.totals.add(spend)
+        crow.sessions.add(rec.session_id)
+        crow.message = crow.message or spend.message
+        crow.first_ts = min(crow.first_ts, rec.first_ts)
+        for p in spend.parts:
+            mrow = models.setdefault(p.model, ModelRow(p.model))
+            mrow.requests += p.requests
+            mrow.unpriced += p.unpriced
+            mrow.cost += p.cost
+            mrow.tokens.add(p.tokens)
+            srow.model_cost[p.model] = srow.model_cost.get(p.model, Decimal(0)) + p.cost
+        for key_ in (spend.issue, *spend.related):
             if key_ and key_ not in issues:
                 issues.append(key_)
-    if not issues:
-        # Older uploads may record issue keys only on the entry.
-        for entry, _ in selected:
-            issues += [k for k in entry.issues if k and k not in issues]
-    for entry, _ in selected:
-        srow = sessions[entry.session_id]
-        if not srow.model_cost:
-            srow.model_cost = {m: Decimal(0) for m in entry.models}
     un = Totals()
-    for _, seg in unattributed:
-        un.add(seg)
+    for spend in unattributed:
+        un.add(spend)
     return PrSpend(
         totals=totals,
         sessions=sorted(sessions.values(), key=lambda r: (-r.totals.cost, r.session_id)),
@@ -329,7 +292,7 @@ def summarise(selected: Sequence[Selected], unattributed: Sequence[Selected] = (
         models=sorted(models.values(), key=lambda r: (-r.cost, r.model)),
         issues=issues,
         unattributed=un,
-        unattributed_sessions=len({e.session_id for e, _ in unattributed}),
+        unattributed_sessions=len({s.session_id for s in unattributed}),
     )
 
 
@@ -531,13 +494,13 @@ def _hard_cut(body: str, max_chars: int) -> str:
 
 
 def render_comment(
-    selected: Sequence[Selected],
+    selected: Sequence[Spend],
     *,
     pr_number: int,
     head_branch: str | None = None,
     price_table_date: str | None = None,
     issue_url: IssueUrl | None = None,
-    unattributed: Sequence[Selected] = (),
+    unattributed: Sequence[Spend] = (),
     max_chars: int = MAX_BODY_CHARS,
     limits: Mapping[str, int] | None = None,
 ) -> str:
@@ -545,7 +508,7 @@ def render_comment(
 
     `issue_url` maps an issue key to its tracker URL (None: no link); `price_table_date` is the
     date of the price table the estimates use; `unattributed` is the PR's sessions' branchless
-    spend (see `unattributed_segments`). Tables that do not fit are cut, saying how many rows
+    spend (see `unattributed_spend`). Tables that do not fit are cut, saying how many rows
     were left out.
     """
     spend = summarise(selected, unattributed)

@@ -1,5 +1,16 @@
-"""The hook's work: attribute the spend of the sessions that ran in this work tree and upsert
-their entries into the ledger, then publish them to the shared backend if one is configured."""
+"""The hook's work: record the spend of this work tree's sessions that no record covers yet.
+
+One transaction in the local store per run:
+1. scan this work tree's sessions (cached, incremental) and price them;
+2. keep the requests whose keys the store has not covered for this repository;
+3. attribute them (`attribution.attribute`): a closed record for HEAD (absorbing the checked-out
+   branch's open records made up to the commit), open records for other branches, unattributed
+   records for requests with no branch;
+4. add PR links (`--pr`, and links already made for a branch reach new sessions on it) and the
+   rewrite of an amended commit;
+5. insert, mark the keys covered, drop the absorbed open records.
+Nothing is ever recomputed from the transcripts, so what was recorded stays recorded.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +20,24 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 from costattr import issue_keys
-from costattr.attribution import CommitPoint, EntryMeta, attribute_session, base_cutoff, same_figures
+from costattr.attribution import Attribution, CommitPoint, Where, attribute, base_cutoff, moment
 from costattr.config import Config
 from costattr.gitctx import GitContext, is_inside
-from costattr.ledger import local_ledger
-from costattr.models import LedgerEntry, Tokens, UsageEvent, money
+from costattr.ledger.records import (
+    AnyRecord,
+    LinkRecord,
+    RewriteRecord,
+    SpendRecord,
+    cap,
+    link_id,
+    now_iso,
+    rewrite_id,
+)
+from costattr.ledger.store import LocalStore, Transaction, key_hash, set_digest
+from costattr.models import Tokens, UsageEvent
 from costattr.pipeline import priced_scan
 
 CACHE_NOTICE_PREFIX = "the scan cache was unreadable"
@@ -23,17 +45,57 @@ CACHE_NOTICE_PREFIX = "the scan cache was unreadable"
 
 @dataclass
 class UploadResult:
-    new_cost: Decimal = Decimal(0)
-    new_tokens: Tokens = field(default_factory=Tokens)
+    attribution: Attribution = field(default_factory=Attribution)
+    point: CommitPoint | None = None
+    label: str | None = None  # what the closing record is for: issue key, else branch, else commit
+    links: list[LinkRecord] = field(default_factory=list)
+    rewrites: list[RewriteRecord] = field(default_factory=list)
+    new_prs: list[int] = field(default_factory=list)
     sessions: int = 0
-    changed: list[LedgerEntry] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     skipped_lines: int = 0
+    dry_run: bool = False
+
+    @property
+    def records(self) -> list[AnyRecord]:
+        return [*self.attribution.records, *self.links, *self.rewrites]
+
+    def spend(self, state: str) -> tuple[Decimal, Tokens, int]:
+        cost, tokens, unpriced = Decimal(0), Tokens(), 0
+        for r in self.attribution.of_state(state):
+            cost += r.cost
+            tokens.add(r.tokens)
+            unpriced += r.unpriced
+        return cost, tokens, unpriced
 
     @property
     def summary(self) -> str:
-        """CloudClawer's one-line summary: new cost and the cache hit rate of the new tokens."""
-        return f"{self.new_cost:.4f} ({self.new_tokens.cache_pct():.1f}%)"
+        """What this commit recorded, CloudClawer's figure shape, labelled; then what went elsewhere.
+
+        `0.0041 (94.5%) on PROJ-7; 0.0100 left open on feature/ENG-9; 0.0002 unattributed; linked PR #101`
+        """
+        cost, tokens, unpriced = self.spend("closed")
+        line = f"{cost:.4f} ({tokens.cache_pct():.1f}%)"
+        if unpriced:
+            line += f" +{unpriced} unpriced"
+        line += f" on {self.label}" if self.label else ""
+        opened = self.attribution.of_state("open")
+        if opened:
+            branches = sorted({r.display_branch or "(detached HEAD)" for r in opened})
+            where = branches[0] if len(branches) == 1 else f"{len(branches)} other branches"
+            line += f"; {sum((r.cost for r in opened), Decimal(0)):.4f} left open on {where}"
+        loose, _t, _u = self.spend("unattributed")
+        if self.attribution.of_state("unattributed"):
+            line += f"; {loose:.4f} unattributed"
+        if self.new_prs:
+            line += "; linked " + ", ".join(f"PR #{n}" for n in self.new_prs)
+        if self.rewrites:
+            line += f"; moved to the rewritten commit {self.rewrites[0].new[:7]}"
+        return line
+
+
+# ---------------------------------------------------------------------------------------------
+# Which transcripts are this repository's
 
 
 def work_tree_filter(git: GitContext):  # type: ignore[no-untyped-def]
@@ -134,7 +196,7 @@ def session_events(git: GitContext, cfg: Config, session: str | None = None,
     return by_session, table.date, result.stats.skipped_lines
 
 
-def _text(value: str | None) -> str | None:
+def text(value: str | None) -> str | None:
     """`value` as valid UTF-8 text: lone surrogates (undecodable bytes) become U+FFFD."""
     if value is None:
         return None
@@ -149,15 +211,21 @@ def _text(value: str | None) -> str | None:
         return raw.decode("utf-8", "replace")
 
 
-def is_stale(prev: LedgerEntry | None, events: list[UsageEvent]) -> bool:
-    """Whether the ledger already holds a later view of this session than `events` (a hook that
-    scanned before another one that wrote first). Transcripts only grow, so the later view wins:
-    overwriting it would drop spend and the watermarks of segments closed meanwhile."""
-    if prev is None or not events:
-        return False
-    last = max(ev.ts for ev in events)
-    prev_last = prev.last_ts or ""
-    return prev_last > last or (prev_last == last and prev.requests > len(events))
+def local_store(cfg: Config | None, workdir: Path | None = None) -> LocalStore:
+    """This machine's ledger: `[ledger] path` when set (relative to the work tree), else COSTATTR_HOME."""
+    configured = cfg.ledger.path if cfg is not None else None
+    if not configured:
+        return LocalStore()
+    path = Path(configured).expanduser()
+    if not path.is_absolute() and workdir is not None:
+        path = Path(workdir) / path
+    if path.suffix == ".json":  # the 0.1 spelling: the v2 store sits next to it, the file is migrated
+        path = path.with_suffix(".sqlite")
+    return LocalStore(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The use case
 
 
 def upload(
@@ -168,161 +236,151 @@ def upload(
     base: Decimal | None = None,
     session: str | None = None,
     dry_run: bool = False,
-    now: float | None = None,
-    shared: bool = False,
+    now: str | None = None,
+    store: LocalStore | None = None,
 ) -> UploadResult:
-    """Attribute and upsert. With `shared` (a shared backend is configured) the changed sessions
-    are marked pending publication before the ledger is written (see `mark_pending`)."""
+    """Attribute the new requests and write their records (nothing with `dry_run`)."""
+    from costattr.ledger.migrate import migrate_v1_if_needed
+
     notices: list[str] = []
     by_session, price_date, skipped = session_events(git, cfg, session, notices=notices)
-    # Git names are bytes: a branch that is not UTF-8 reaches us with lone surrogates, which no JSON
-    # ledger can store. The assistant records such a branch with U+FFFD; so do we, to match it.
-    point = CommitPoint(_text(git.branch), git.head_sha, _text(git.head_message), tuple(sorted(set(prs))))
-    meta = EntryMeta(repo=_text(git.repo_slug), host=_text(socket.gethostname()),
-                     author=_text(git.author_name or git.author_email), price_table_date=price_date)
+    now = now or now_iso()
+    point = CommitPoint(text(git.branch), git.head_sha, text(git.head_message), git.head_time, git.detached)
+    repo = git.repo_id
+    where = Where(repo=cap(text(repo), "repo") or repo, host=text(socket.gethostname()),
+                  author=text(git.author_name or git.author_email), recorded_at=now, prices=price_date)
     cutoff = base_cutoff([e for evs in by_session.values() for e in evs], base) if base is not None else None
 
     def find_issues(branch: str | None, message: str | None) -> tuple[str | None, tuple[str, ...]]:
         refs = issue_keys.extract(branch, message, cfg.issues)
         return refs.primary, refs.related
 
-    out = UploadResult(skipped_lines=skipped, sessions=len(by_session), messages=list(dict.fromkeys(notices)))
-    ledger = local_ledger()
+    out = UploadResult(point=point, skipped_lines=skipped, sessions=len(by_session), dry_run=dry_run,
+                       messages=list(dict.fromkeys(notices)))
+    store = store or local_store(cfg, git.workdir)
+    notice = migrate_v1_if_needed(store)
+    if notice:
+        out.messages.append(notice)
+    wanted_prs = sorted(set(prs))
 
-    def apply(entries: dict[str, LedgerEntry]) -> None:
-        for sid, evs in sorted(by_session.items()):
-            prev = entries.get(sid)
-            if is_stale(prev, evs):
-                continue
-            new = attribute_session(evs, prev, point, find_issues, meta, base_usd=base, base_until_ts=cutoff, now=now)
-            if new is None or same_figures(prev, new):
-                continue
-            out.new_cost += money(new.cost_usd) - (money(prev.cost_usd) if prev else 0)
-            out.new_tokens.add(_token_delta(prev, new))
-            out.changed.append(new)
-            entries[sid] = new
+    class _DryRun(Exception):
+        pass
 
-    if dry_run:
-        apply(dict(ledger.read()))
-        return out
-    with ledger.transaction() as entries:
-        before = dict(entries)
-        apply(entries)
-        out.messages += budget_warnings(before, entries, cfg)
-        if shared and out.changed:
-            mark_pending(out.changed, entries.values(), out.messages)  # durable before the ledger write below
+    try:
+        with store.write() as tx:
+            new = _new_events(tx, where.repo, by_session, git)
+            opened = tx.open_on(where.repo, point.current) if point.sha is not None else []
+            out.attribution = attribute(new, opened, point, find_issues, where, now=now, base_cutoff=cutoff)
+            out.label = _label(point, out.attribution)
+            out.links, out.new_prs = _links(tx, where.repo, point, out.attribution.records, wanted_prs, now)
+            out.rewrites = rewrite_records(tx, where.repo, [(old, git.head_sha) for old in git.rewritten_from
+                                                            if git.head_sha], text(git.branch), text(git.head_message),
+                                           find_issues, now)
+            tx.insert(out.records)
+            for sid, evs in new.items():
+                tx.cover(where.repo, sid, [key_hash(e.key) for e in evs])
+            tx.delete(out.attribution.absorbed)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    if out.attribution.future:
+        n = out.attribution.future
+        out.messages.append(f"{n} request{'s' if n != 1 else ''} stamped more than 10 minutes in the future "
+                            "kept open (a wrong clock or a damaged line); they never close into a commit")
+    if not dry_run and cfg.budgets is not None and _has_budgets(cfg):
+        out.messages += budget_warnings(store, out.attribution.records, cfg)
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Publication to the shared backend, crash-safe
-#
-# The local ledger is the hook's watermark: once an entry is written there, the next upload sees
-# no change and would never publish it again. So the sessions a hook changes are first marked
-# pending ({session: updated_at of the entry to publish}), durably and under the ledger lock,
-# then the ledger is written, then they are published (or queued in the outbox), then unmarked.
-# A hook killed anywhere in between leaves them marked, and the next hook publishes them.
+def _new_events(tx: Transaction, repo: str, by_session: dict[str, list[UsageEvent]],
+                git: GitContext) -> dict[str, list[UsageEvent]]:
+    """The events no record covers yet, by session. A v1 watermark (a 0.1 ledger's last view of a
+    session) covers what it held, once."""
+    legacy = tx.legacy(by_session) if by_session else {}
+    out: dict[str, list[UsageEvent]] = {}
+    for sid, evs in by_session.items():
+        hashes = [key_hash(e.key) for e in evs]
+        mark = legacy.get(sid)
+        if mark is not None and _legacy_applies(mark, repo, git):
+            held = [h for e, h in zip(evs, hashes, strict=True) if moment(e.ts) <= moment(mark[2])]
+            tx.cover(repo, sid, held)
+            tx.drop_legacy(sid)
+        known = tx.digest(repo, sid)
+        unique = list(dict.fromkeys(hashes))
+        if known is not None and known == (len(unique), set_digest(unique)):
+            continue  # exactly the keys already covered: nothing new, no key lookup
+        covered = tx.covered(repo, unique)
+        fresh = [e for e, h in zip(evs, hashes, strict=True) if h not in covered]
+        if fresh:
+            out[sid] = fresh
+    return out
 
-PENDING_NAME = "publish-pending.json"
+
+def _legacy_applies(mark: tuple[str | None, str | None, str], repo: str, git: GitContext) -> bool:
+    legacy_repo, cwd, _last = mark
+    if legacy_repo is not None:
+        return legacy_repo == repo
+    return bool(cwd) and is_inside(cwd, git.worktrees or (git.workdir,))
 
 
-def pending_path():  # type: ignore[no-untyped-def]
-    from costattr import paths
-
-    return paths.costattr_home() / PENDING_NAME
-
-
-def _read_pending(notices: list[str] | None = None) -> dict[str, float] | None:
-    """The marked sessions; None when the marker was unreadable (moved aside: publish everything)."""
-    import orjson
-
-    from costattr.fsutil import move_aside
-
-    path = pending_path()
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    try:
-        doc = orjson.loads(raw)
-        marks = doc["pending"]
-        if not isinstance(marks, dict) or not all(isinstance(v, (int, float)) for v in marks.values()):
-            raise ValueError("not a {session: updated_at} object")
-        return {str(k): float(v) for k, v in marks.items()}
-    except (ValueError, KeyError, TypeError) as e:
-        try:
-            kept = move_aside(path)
-        except FileNotFoundError:
-            return {}
-        if notices is not None:
-            notices.append(f"the publish marker {path} was unreadable ({' '.join(str(e).split())[:120]}); kept as "
-                           f"{kept}; every local entry is published again (the shared ledger keeps the newest)")
+def _label(point: CommitPoint, attribution: Attribution) -> str | None:
+    closed = attribution.of_state("closed")
+    if point.sha is None:
         return None
+    if closed and closed[0].issue:
+        return closed[0].issue
+    if point.branch:
+        return point.branch
+    return f"commit {point.sha[:7]}"
 
 
-def _write_pending(marks: dict[str, float]) -> None:
-    import orjson
-
-    from costattr.fsutil import atomic_write_bytes
-
-    atomic_write_bytes(pending_path(), orjson.dumps({"schema_version": 1, "pending": marks}))
-
-
-def mark_pending(changed: Iterable[LedgerEntry], every: Iterable[LedgerEntry], notices: list[str]) -> None:
-    """Call under the ledger lock, before the ledger write. An unreadable marker (moved aside)
-    marks every entry: what it held is unknown, and publishing twice is harmless."""
-    marks = _read_pending(notices)
-    if marks is None:
-        marks = {e.session_id: e.updated_at for e in every}
-    for e in changed:
-        marks[e.session_id] = e.updated_at
-    _write_pending(marks)
-
-
-def pending_entries(exclude: Iterable[str] = (), notices: list[str] | None = None) -> list[LedgerEntry]:
-    """Entries marked pending by an earlier hook that did not get to publish them."""
-    if not pending_path().exists():
-        return []
-    ledger = local_ledger()
-    with ledger.locked():
-        marks = _read_pending(notices)
-    if marks == {}:
-        return []
-    skip = set(exclude)
-    entries = ledger.read()
-    wanted = entries.keys() if marks is None else marks.keys()
-    return [entries[sid] for sid in sorted(wanted) if sid in entries and sid not in skip]
+def _links(tx: Transaction, repo: str, point: CommitPoint, new: list[SpendRecord], prs: list[int],
+           now: str) -> tuple[list[LinkRecord], list[int]]:
+    """Link records: `--pr` links every session's spend on the checked-out branch, now and later;
+    a branch already linked links the sessions that newly spend on it."""
+    links: list[LinkRecord] = []
+    current = point.branch
+    new_prs: list[int] = []
+    if prs and current is not None:
+        known = tx.prs_of(repo, current)
+        new_prs = [n for n in prs if n not in known]
+        sessions = tx.sessions_on(repo, current) | {r.session_id for r in new if r.branch == current}
+        links += [LinkRecord(link_id(repo, sid, current, n), sid, repo, current, n, "upload", now)
+                  for sid in sorted(sessions) for n in prs]
+    for branch in sorted({r.branch for r in new if r.branch}):
+        assert branch is not None
+        linked = tx.prs_of(repo, branch)
+        if linked:
+            sessions = {r.session_id for r in new if r.branch == branch}
+            links += [LinkRecord(link_id(repo, sid, branch, n), sid, repo, branch, n, "upload", now)
+                      for sid in sorted(sessions) for n in sorted(linked)]
+    return list({link.id: link for link in links}.values()), new_prs
 
 
-def clear_pending(published: Iterable[LedgerEntry]) -> None:
-    """Unmark what was handed over, unless a newer hook marked a newer entry meanwhile."""
-    published = list(published)
-    if not published or not pending_path().exists():
-        return
-    with local_ledger().locked():
-        marks = _read_pending() or {}
-        for e in published:
-            if marks.get(e.session_id, e.updated_at) <= e.updated_at:
-                marks.pop(e.session_id, None)
-        if marks:
-            _write_pending(marks)
-        else:
-            try:
-                pending_path().unlink()
-            except FileNotFoundError:
-                pass
+def rewrite_records(tx: Transaction, repo: str, pairs: Iterable[tuple[str, str]], branch: str | None,
+                    message_of, find_issues, now: str) -> list[RewriteRecord]:  # type: ignore[no-untyped-def]
+    """Rewrite records for every session with spend on an old commit (or on an earlier rewrite of it)."""
+    out: list[RewriteRecord] = []
+    for old, new in pairs:
+        if old == new:
+            continue
+        message = message_of(new) if callable(message_of) else message_of
+        issue, related = find_issues(branch, message)
+        first = cap((message or "").strip().splitlines()[0], "message") if message else None
+        for sid in sorted(tx.closed_on(repo, old)):
+            out.append(RewriteRecord(rewrite_id(repo, sid, old, new), sid, repo, old, new, first,
+                                     cap(issue, "issue"), tuple(k for k in related if k != issue), now))
+    return out
 
 
-def _token_delta(prev: LedgerEntry | None, new: LedgerEntry) -> Tokens:
-    now_t = Tokens.from_dict(new.tokens.model_dump())
-    if prev is None:
-        return now_t
-    was = Tokens.from_dict(prev.tokens.model_dump())
-    return Tokens(*(max(0, a - b) for a, b in zip(now_t.as_dict().values(), was.as_dict().values(), strict=True)))
+def _has_budgets(cfg: Config) -> bool:
+    b = cfg.budgets
+    return bool(b.issue or b.branch or b.day is not None or b.week is not None or b.month is not None)
 
 
-def budget_warnings(before: dict[str, LedgerEntry], after: dict[str, LedgerEntry], cfg: Config) -> list[str]:
+def budget_warnings(store: LocalStore, new: list[SpendRecord], cfg: Config) -> list[str]:
     """One line per issue or branch this upload pushed past its configured budget."""
     from costattr.report.budget import crossed_budgets
 
-    return crossed_budgets(before.values(), after.values(), cfg.budgets)
+    return crossed_budgets(store, new, cfg.budgets)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+from decimal import Decimal
 
-from costattr.ledger.jsonfile import decode_ledger
+from costattr.ledger.store import STORE_NAME, LocalStore
+from costattr.ledger.view import session_entries, visible
 from costattr.testing.gitrepo import commit, git, make_repo
 from costattr.testing.transcripts import ClaudeSessionWriter, CodexRolloutWriter
 
@@ -51,22 +52,42 @@ def start_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> su
 
 
 def ledger_file(home: Path) -> Path:
-    return home / "ledger.json"
+    return home / STORE_NAME
 
 
-def read_entries(home: Path) -> dict[str, Any]:
-    """The ledger's entries, validated by the real decoder (raises if the file is not a ledger)."""
+def read_records(home: Path) -> dict[str, Any]:
+    """The store's records, validated by the real decoder; a record set aside fails the test."""
     path = ledger_file(home)
     if not path.exists():
         return {}
-    return decode_ledger(path.read_bytes())
+    with LocalStore(path) as store:
+        read = store.read()
+    assert read.set_aside.count == 0, read.set_aside.summary()
+    return read.records
+
+
+def read_entries(home: Path) -> dict[str, Any]:
+    """The per-session entry view (CloudClawer shape) of the store's records."""
+    return session_entries(read_records(home))
 
 
 def figures(home: Path) -> dict[str, dict[str, Any]]:
-    """Everything a report shows, per session: the whole entry but when it was written and the
-    entry-level `branch` (CloudClawer's field: the branch of the last hook that wrote the entry, so
-    with two worktrees it depends on which hook ran last; reports read the segments' branches)."""
-    return {sid: e.model_dump(mode="json", exclude={"updated_at", "branch"}) for sid, e in read_entries(home).items()}
+    """Everything a report shows, per session: the entry's figures and its spend per (state,
+    branch, commit). Not the records themselves: two hooks racing may record one session's new
+    requests in two records where one clean upload writes one, with the same figures."""
+    records = read_records(home)
+    out: dict[str, dict[str, Any]] = {}
+    for sid, entry in session_entries(records).items():
+        out[sid] = {k: v for k, v in entry.items() if k not in ("updated_at", "branch", "records")}
+    by: dict[str, dict[tuple[Any, ...], list[Any]]] = {}
+    for s in visible(records):
+        key = (s.record.state, s.branch, s.commit, s.issue)
+        slot = by.setdefault(s.session_id, {}).setdefault(key, [0, Decimal(0)])
+        slot[0] += s.record.requests
+        slot[1] += s.record.cost
+    for sid, groups in by.items():
+        out[sid]["spend"] = sorted((*k[:2], k[2] or "", k[3] or "", n, str(c)) for k, (n, c) in groups.items())
+    return out
 
 
 def total_cost(figs: Mapping[str, Mapping[str, Any]]) -> float:
@@ -186,12 +207,9 @@ def wait_all(procs: Iterable[subprocess.Popen[str]], timeout: float = 120) -> li
 
 
 def assert_valid_ledger(home: Path) -> None:
-    """The file is a ledger (decodes and validates) and nothing was moved aside."""
-    path = ledger_file(home)
-    if path.exists():
-        doc = orjson.loads(path.read_bytes())
-        assert doc["path"] == "agent-costs" and isinstance(doc["data"], dict)
-        read_entries(home)
+    """The store opens, every record validates, and nothing was moved aside."""
+    read_records(home)
+    assert not leftovers(home)["corrupt"], leftovers(home)
 
 
 def diff_figures(got: Mapping[str, Mapping[str, Any]], want: Mapping[str, Mapping[str, Any]]) -> str:
@@ -206,11 +224,5 @@ def diff_figures(got: Mapping[str, Mapping[str, Any]], want: Mapping[str, Mappin
             continue
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
-                if k == "segments":
-                    def segs(f: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-                        return [(s["branch"], (s["commit"] or "")[:7], s["requests"], s["until_ts"])
-                                for s in f.get("segments", [])]
-                    out.append(f"{sid[:8]} segments: got {segs(a)} want {segs(b)}")
-                else:
-                    out.append(f"{sid[:8]} {k}: got {a.get(k)!r} want {b.get(k)!r}")
+                out.append(f"{sid[:8]} {k}: got {a.get(k)!r} want {b.get(k)!r}")
     return "\n".join(out)

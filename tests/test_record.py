@@ -77,11 +77,14 @@ def test_installed_hook_attributes_spend_to_issues(env_dirs: dict[str, Path], re
         str(report["unattributed"]["cost_usd"]))
     assert total == 4 * line_cost() + line_cost(out=300)  # sess-other ran in another repository
 
-    # amend + another upload: nothing moves, nothing doubles
+    # amend + another upload: nothing doubles, and the spend follows the commit to its new SHA
     git(repo, "commit", "-q", "--amend", "-m", "Add login form (PROJ-7)")
+    amended = git(repo, "rev-parse", "HEAD")
     run("upload", cwd=repo)
     again = run("report", "--by", "issue", "--format", "json", cwd=repo)
-    assert again["rows"] == report["rows"] and again["totals"] == report["totals"]
+    assert again["totals"]["cost_usd"] == report["totals"]["cost_usd"]
+    assert [(r["key"], r["cost_usd"]) for r in again["rows"]] == [(r["key"], r["cost_usd"]) for r in report["rows"]]
+    assert {r["key"]: r["commits"] for r in again["rows"]}["PROJ-7"] == [amended]
 
 
 def test_events_close_into_the_commit_on_their_own_branch(env_dirs: dict[str, Path], repo: Path) -> None:
@@ -119,16 +122,16 @@ def test_linked_worktree_and_detached_head(env_dirs: dict[str, Path], repo: Path
 
 def test_hook_never_fails_a_commit(env_dirs: dict[str, Path], repo: Path) -> None:
     run("install", cwd=repo)
-    ledger = env_dirs["costattr_home"] / "ledger.json"
+    ledger = env_dirs["costattr_home"] / "ledger.sqlite"
     ledger.parent.mkdir(parents=True, exist_ok=True)
-    ledger.write_text("{ this is not json")
+    ledger.write_text("{ this is not a database")
     append_claude(env_dirs["claude"] / "projects", "s", [claude_line("s", str(repo), "main", "2026-11-20T09:00:00Z")])
     proc = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "still commits"], cwd=repo,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0
     assert "corrupt" in proc.stderr or "moved" in proc.stderr
-    kept = list(ledger.parent.glob("ledger.json.corrupt-*"))
-    assert len(kept) == 1 and kept[0].read_text() == "{ this is not json"
+    kept = list(ledger.parent.glob("ledger.sqlite.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{ this is not a database"
     assert git(repo, "log", "-1", "--format=%s") == "still commits"
 
 
@@ -151,7 +154,8 @@ def test_pr_and_base(env_dirs: dict[str, Path], repo: Path) -> None:
     append_claude(projects, "s", [claude_line("s", str(repo), "feature/PROJ-3-pay", "2026-11-20T09:10:00.000Z")])
     commit(repo, "pay")
     out = run("upload", "--pr", "142", "--base", str(line_cost()), cwd=repo)
-    assert out.strip() == f"{2 * line_cost():.4f} (83.2%)"
+    assert out.strip() == (f"costattr: {line_cost():.4f} (83.2%) on PROJ-3; {line_cost():.4f} unattributed; "
+                           "linked PR #142")
     report = run("report", "--by", "pr", "--format", "json", cwd=repo)
     assert [r["key"] for r in report["rows"]] == ["#142"]
     assert Decimal(str(report["rows"][0]["cost_usd"])) == line_cost()  # the part after the base

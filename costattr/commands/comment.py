@@ -76,7 +76,8 @@ def run(
     from costattr.config import load_config
     from costattr.ledger import open_configured
     from costattr.output import note
-    from costattr.pr_comment import price_table_dates, render_comment, select_pr_segments, unattributed_segments
+    from costattr.ledger.view import visible
+    from costattr.pr_comment import price_table_dates, render_comment, select_pr_spend, unattributed_spend
 
     number = gh.resolve_pr_number(pr_number, env)
     found = gh.resolve_token(env)
@@ -107,9 +108,12 @@ def run(
                 + " (set GITHUB_TOKEN to include the PR's commits)"
             )
 
-        entries = open_configured(cfg, workdir, ledger).read()
-        selected = select_pr_segments(
-            entries, number, scope.head_branch, scope.commit_shas, repos=scope.repos, base_branch=scope.base_branch
+        read = open_configured(cfg, workdir, ledger).read()
+        if read.set_aside.count:
+            note(f"costattr: {read.set_aside.summary()}")
+        spends = visible(read.records)
+        selected = select_pr_spend(
+            spends, number, scope.head_branch, scope.commit_shas, repos=scope.repos, base_branch=scope.base_branch
         )
         body = render_comment(
             selected,
@@ -117,7 +121,7 @@ def run(
             head_branch=scope.head_branch,
             price_table_date=price_table_dates(selected),
             issue_url=lambda key: cfg.issue_url(key, slug),
-            unattributed=unattributed_segments(entries, selected),
+            unattributed=unattributed_spend(spends, selected),
         )
         if dry_run:
             click.echo(body, nl=False)

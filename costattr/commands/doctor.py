@@ -177,33 +177,45 @@ def check_ledger(git: GitContext | None, cfg: Config) -> Section:
     chosen = ("COSTATTR_LEDGER" if os.environ.get(ENV_BACKEND, "").strip()
               else str(cfg.source) if cfg.source and cfg.ledger.backend != "json" else "the default")
     section.add("info", f"backend: {name} (from {chosen})")
-    _json_ledger(section)
+    store = _json_ledger(section, git, cfg)
     if name == "memory-api":
         _memory_api(section, git, cfg)
     elif name == "git-notes":
         _git_notes(section, git, cfg)
     else:
         _unused_api_key(section)
-    _outbox(section)
+    if store is not None:
+        _waiting(section, store)
     return section
 
 
-def _json_ledger(section: Section) -> None:
+def _json_ledger(section: Section, git: GitContext | None, cfg: Config) -> Any:
     """This machine's own ledger, which the hook always writes, whatever backend is shared."""
-    from costattr.ledger.jsonfile import decode_ledger, default_path
+    from costattr.ledger.migrate import MIGRATED_SUFFIX
+    from costattr.record import local_store
 
-    path = default_path()
+    store = local_store(cfg, git.workdir if git else None)
+    path = store.path
+    legacy = path.with_suffix(".json")
+    if legacy.is_file():
+        section.add("info", f"a costattr 0.1 ledger waits at {legacy}",
+                    f"the next commit (or `costattr upload`) converts it; it is kept as {legacy.name}{MIGRATED_SUFFIX}")
     if not path.exists():
         section.add("info", f"local ledger: none yet at {path}",
                     "it is created by the first commit after `costattr install` (or try `costattr demo`)")
-        return
+        return None
     try:
-        entries = decode_ledger(path.read_bytes())
-    except (OSError, ValueError) as e:
-        section.add("fail", f"local ledger {path} is unreadable: {e}",
-                    f"move it aside (mv {path} {path}.bad); `costattr upload` rebuilds this machine's entries")
-        return
-    section.add("ok", f"local ledger: {_plural(len(entries), 'session')} in {path}")
+        read = store.read()
+    except CostattrError as e:
+        section.add("fail", f"local ledger {path} is unusable: {e.message}", e.hint)
+        return None
+    sessions = len({r.session_id for r in read.records.values()})
+    section.add("ok", f"local ledger: {_plural(len(read.records), 'record')} of {_plural(sessions, 'session')} "
+                      f"in {path}")
+    if read.set_aside.count:
+        section.add("warn", f"local ledger: {read.set_aside.summary()}",
+                    "they are left out of every figure; the rest of the ledger is in use")
+    return store
 
 
 def _api_settings(cfg: Config) -> dict[str, Any]:
@@ -226,20 +238,22 @@ def _memory_api(section: Section, git: GitContext | None, cfg: Config) -> None:
         return
     _reach(section, ledger.describe(), ledger.read,
            lambda e: e.hint if isinstance(e, RemoteAuthError) else
-           "check COSTATTR_API_URL and the network; meanwhile entries wait in the outbox and "
+           "check COSTATTR_API_URL and the network; meanwhile records wait in the local ledger and "
            "`costattr sync` sends them")
 
 
-def _reach(section: Section, where: str, read: Callable[[], dict[str, Any]],
+def _reach(section: Section, where: str, read: Callable[[], Any],
            fix_for: Callable[[CostattrError], str | None]) -> None:
     started = time.monotonic()
     try:
-        entries = read()
+        found = read()
     except CostattrError as e:
         section.add("fail", f"unreachable: {e.message}", fix_for(e) or e.hint)
         return
     took = time.monotonic() - started
-    section.add("ok", f"reachable: {_plural(len(entries), 'session')} at {where} ({took:.2f} s)")
+    section.add("ok", f"reachable: {_plural(len(found.records), 'record')} at {where} ({took:.2f} s)")
+    if found.set_aside.count:
+        section.add("warn", f"{where}: {found.set_aside.summary()}", "they are left out of every figure")
 
 
 def _git_notes(section: Section, git: GitContext | None, cfg: Config) -> None:
@@ -278,12 +292,11 @@ def _unused_api_key(section: Section) -> None:
                     "export COSTATTR_LEDGER=memory-api (with COSTATTR_API_URL and COSTATTR_API_USER) to share")
 
 
-def _outbox(section: Section) -> None:
-    from costattr.ledger import outbox
-
-    for target in outbox.summary():
-        section.add("warn", f"outbox: {_plural(target.count, 'entry')} waiting for {target.backend} ({target.target})",
-                    f"`costattr sync --ledger {target.backend}` sends them")
+def _waiting(section: Section, store: Any) -> None:
+    for _target, label, waiting in store.targets():
+        if waiting:
+            section.add("warn", f"{_plural(waiting, 'record')} waiting for {label}",
+                        "`costattr sync` sends them (with --ledger NAME for a backend no longer configured)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,7 +409,7 @@ def check_install() -> Section:
 
     section = Section("costattr")
     section.add("info", f"costattr {__version__} on Python {sys.version.split()[0]} ({sys.executable})")
-    section.add("info", f"state (ledger, cache, outbox, log): {paths.costattr_home()}")
+    section.add("info", f"state (ledger, cache, log): {paths.costattr_home()}")
     log = logs.log_path()
     if log.is_file():
         # Where the hook writes what it could not print; the path is the useful part, not the text.

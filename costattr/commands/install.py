@@ -1,5 +1,10 @@
-"""`costattr install`: the post-commit hook, written to the common git dir so every work tree
-of the repository shares it. A hook that was already there is kept and still runs."""
+"""`costattr install`: the post-commit and post-rewrite hooks, written to the common git dir so
+every work tree of the repository shares them. A hook that was already there is kept and still runs.
+
+post-commit records each commit's spend; post-rewrite tells the ledger which commit an amend or a
+rebase turned each commit into, so the spend follows the commit (the post-commit hook also reads
+an amend from the reflog, for setups that only run post-commit).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,21 @@ from costattr.gitctx import GitContext, config_value
 
 MARKER = "costattr-hook v1"
 HOOK_NAME = "post-commit"
+HOOKS: dict[str, tuple[str, str, str]] = {
+    # hook: (what it does, costattr's arguments, how its stdin reaches costattr)
+    "post-commit": ("Records the AI-assistant spend behind each commit: `costattr upload --hook`.",
+                    "upload --hook", "feed() { :; }"),
+    "post-rewrite": ("Moves recorded spend to the commits an amend or rebase made (git gives old and new ids on stdin).",
+                     'hook-impl post-rewrite "$@"', 'INPUT=$(cat)\nfeed() { printf \'%s\\n\' "$INPUT"; }'),
+}
 
 
-def render_hook(python: str | None) -> str:
-    """The hook script; `python=None` gives the PATH-only script shipped as hooks/post-commit."""
-    template = files("costattr").joinpath("resources/post-commit.tmpl").read_text(encoding="utf-8")
-    return template.replace("@INSTALL_PYTHON@", shlex.quote(python) if python else "''")
+def render_hook(python: str | None, hook: str = HOOK_NAME) -> str:
+    """The hook script; `python=None` gives the PATH-only script shipped in hooks/."""
+    purpose, args, feed = HOOKS[hook]
+    template = files("costattr").joinpath("resources/hook.tmpl").read_text(encoding="utf-8")
+    return (template.replace("@INSTALL_PYTHON@", shlex.quote(python) if python else "''")
+            .replace("@HOOK@", hook).replace("@PURPOSE@", purpose).replace("@ARGS@", args).replace("@FEED@", feed))
 
 
 def hooks_dir(ctx: GitContext) -> Path:
@@ -39,10 +53,14 @@ def hooks_dir(ctx: GitContext) -> Path:
 
 
 def install_hook(ctx: GitContext, force: bool = False) -> str:
-    """Install the hook; returns one line saying what was done."""
-    target = hooks_dir(ctx) / HOOK_NAME
+    """Install the hooks; returns one line saying what was done."""
+    lines = [_install_one(hooks_dir(ctx) / hook, hook, force) for hook in HOOKS]
+    return "; ".join(lines)
+
+
+def _install_one(target: Path, hook: str, force: bool) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
-    legacy = target.with_name(HOOK_NAME + ".legacy")
+    legacy = target.with_name(hook + ".legacy")
     if target.exists() and not is_ours(target):
         if legacy.exists() and not force:
             raise CostattrError(
@@ -50,18 +68,21 @@ def install_hook(ctx: GitContext, force: bool = False) -> str:
                 hint="move one of them away, or rerun with --force to replace the current hook",
             )
         os.replace(target, legacy)  # kept, and run by our hook before costattr
-    target.write_text(render_hook(sys.executable), encoding="utf-8")
+    target.write_text(render_hook(sys.executable, hook), encoding="utf-8")
     target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     kept = f" (the existing hook is kept as {legacy.name} and still runs)" if legacy.exists() else ""
     return f"installed {target}{kept}"
 
 
 def uninstall_hook(ctx: GitContext) -> str:
-    target = hooks_dir(ctx) / HOOK_NAME
+    return "; ".join(_uninstall_one(hooks_dir(ctx) / hook, hook) for hook in HOOKS)
+
+
+def _uninstall_one(target: Path, hook: str) -> str:
     if not target.exists() or not is_ours(target):
         return f"no costattr hook at {target}"
     target.unlink()
-    legacy = target.with_name(HOOK_NAME + ".legacy")
+    legacy = target.with_name(hook + ".legacy")
     if legacy.exists():
         os.replace(legacy, target)
         return f"removed costattr's hook; restored the previous {target}"
@@ -82,7 +103,8 @@ def is_ours(path: Path) -> bool:
               help="Also make `git fetch` bring the costattr notes (git-notes ledger).")
 @click.option("--yes", is_flag=True, help="Answer yes to questions (for scripts).")
 def command(force: bool, uninstall: bool, notes_refspec: bool | None, yes: bool) -> None:
-    """Install the post-commit hook that records spend on every commit.
+    """Install the post-commit hook that records spend on every commit (and the post-rewrite
+    hook that keeps it on the right commit through amend and rebase).
 
     \b
     Example:

@@ -41,14 +41,18 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
     """
     from costattr.config import load_config
     from costattr.ledger import open_configured
+    from costattr.ledger.view import visible
     from costattr.output import echo_json, note
     from costattr.report import budget, render, rollup
 
     workdir = _workdir()
     cfg = load_config(workdir)
     source = open_configured(cfg, workdir, ledger)
-    entries = source.read()
-    if not entries:
+    read = source.read()
+    if read.set_aside.count:
+        note(f"costattr: {read.set_aside.summary()} (in {source.describe()}); the rest is reported")
+    spends = visible(read.records)
+    if not spends:
         note(f"The ledger ({source.describe()}) is empty: nothing has been recorded yet.")
         note("Start with `costattr install` in a repository (spend is recorded on every commit), "
              "or `costattr demo` to see a report on demo data.")
@@ -56,9 +60,9 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
             echo_json(rollup.rollup([], by).as_json())
         return
     filters = rollup.Filters(since=since, until=until, issue=issue, branch=branch, repo=repo, pr=pr, tz=tz)
-    roll = rollup.rollup(entries.values(), by, filters, budget.budget_lookup(cfg.budgets))
+    roll = rollup.rollup(spends, by, filters, budget.budget_lookup(cfg.budgets))
     roll = rollup.top(roll, top)
-    price_date = _price_date(entries.values())
+    price_date = max((s.record.prices for s in spends if s.record.prices), default=None)
     if fmt == "json":
         echo_json(roll.as_json())
     elif fmt == "csv":
@@ -79,8 +83,3 @@ def _workdir() -> Path | None:
         return gitctx.discover(Path.cwd()).workdir
     except NotAGitRepo:
         return None  # reports work anywhere; only per-repo config needs a repository
-
-
-def _price_date(entries) -> str | None:  # type: ignore[no-untyped-def]
-    dates = sorted({e.price_table_date for e in entries if e.price_table_date})
-    return dates[-1] if dates else None

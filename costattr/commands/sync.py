@@ -1,4 +1,4 @@
-"""`costattr sync`: send what waits in the outbox; for git notes also fetch, merge and push."""
+"""`costattr sync`: send the shared ledger what it lacks; for git notes also fetch, merge and push."""
 
 from __future__ import annotations
 
@@ -9,37 +9,29 @@ import click
 from costattr.errors import CostattrError
 
 
-def _workdir() -> Path | None:
-    """The work tree containing the current directory (None outside a repository)."""
-    import pygit2
+def _repo() -> tuple[Path | None, str | None]:
+    """The work tree containing the current directory and its repository id (None outside one)."""
+    from costattr import gitctx
+    from costattr.errors import NotAGitRepo
 
-    gitdir = pygit2.discover_repository(str(Path.cwd()))
-    if gitdir is None:
-        return None
-    workdir = pygit2.Repository(gitdir).workdir
-    return Path(workdir) if workdir else None
-
-
-def _entries(n: int) -> str:
-    return f"{n} entry" if n == 1 else f"{n} entries"
+    try:
+        git = gitctx.discover(Path.cwd())
+    except NotAGitRepo:
+        return None, None
+    return git.workdir, git.repo_id
 
 
 def _say(message: str) -> None:
     click.echo(message)
 
 
-def _warn(message: str) -> None:
-    click.echo(f"costattr: {message}", err=True)
+def _report_other_targets(store: object, current: str | None) -> None:
+    """Records waiting for some other backend (an old URL, another repository) stay visible."""
+    from costattr.ledger.publish import plural
 
-
-def _report_other_outboxes(current: Path | None) -> None:
-    """Entries waiting for some other backend (an old URL, another repository) stay visible."""
-    from costattr.ledger import outbox
-
-    for target in outbox.summary():
-        if target.directory != current:
-            _say(f"outbox: {_entries(target.count)} wait for {target.backend} "
-                 f"({target.target}); run `costattr sync --ledger {target.backend}`")
+    for target, label, waiting in store.targets():  # type: ignore[attr-defined]
+        if target != current and waiting:
+            _say(f"waiting: {plural(waiting, 'record')} for {label} (not the backend configured here)")
 
 
 @click.command("sync")
@@ -47,11 +39,12 @@ def _report_other_outboxes(current: Path | None) -> None:
               help="Backend to sync (default: COSTATTR_LEDGER, else [ledger] backend in the config).")
 @click.option("--remote", default="origin", show_default=True, help="git remote to exchange notes with (git-notes).")
 @click.option("--all", "send_all", is_flag=True,
-              help="Also send every entry of this machine's local ledger (e.g. after switching backend).")
+              help="Compare with what the backend holds and send every record it lacks (e.g. after switching backend).")
 def command(backend: str | None, remote: str, send_all: bool) -> None:
-    """Deliver the entries waiting in the outbox to the shared ledger; for git notes, also fetch
-    the remote's notes, merge them (cat_sort_uniq) and push. Safe to run any time: entries are
-    merged per session, newest wins.
+    """Send the shared ledger the records it has not received yet (all of this machine's for the
+    memory API; this repository's for git notes); for git notes, also fetch the remote's notes,
+    merge them (cat_sort_uniq) and push. Safe to run any time: records merge by union, so sending
+    one twice changes nothing.
 
     \b
     Example:
@@ -59,36 +52,41 @@ def command(backend: str | None, remote: str, send_all: bool) -> None:
       costattr sync --ledger git-notes --remote upstream
       COSTATTR_API_KEY=... costattr sync --ledger memory-api --all
     """
-    from costattr.ledger import local_ledger, outbox
-    from costattr.ledger.select import backend_name, open_backend, settings_from_config
+    from costattr.config import load_config
+    from costattr.ledger.publish import plural, publish, target_id
+    from costattr.ledger.select import backend_name, open_backend, shared_settings
+    from costattr.record import local_store
 
-    workdir = _workdir()
-    settings = settings_from_config(workdir)
-    name = backend or backend_name(settings.get("backend"))
+    workdir, repo = _repo()
+    cfg = load_config(workdir)
+    store = local_store(cfg, workdir)
+    name = backend or backend_name(cfg.ledger.backend)
     if name == "json":
-        _say(f"json ledger ({local_ledger().describe()}): local file, nothing to sync")
-        _report_other_outboxes(None)
+        _say(f"local ledger ({store.describe()}): nothing to sync")
+        _report_other_targets(store, None)
         return
-    ledger = open_backend(name, workdir, settings)
-    label = str(getattr(ledger, "label", name))
-    _say(f"{label}: {ledger.describe()}")
+    ledger = open_backend(name, workdir, shared_settings(cfg))
+    _say(f"{ledger.label}: {ledger.describe()}")
+    if ledger.scope == "repository" and repo is None:
+        raise CostattrError("the git-notes ledger belongs to a repository", hint="run `costattr sync` inside one")
     failures: list[CostattrError] = []
 
-    try:
-        sent, remaining = outbox.deliver(ledger, warn=_warn)
-        _say(f"outbox: sent {sent}, {remaining} still waiting" if sent or remaining else "outbox: empty")
-    except CostattrError as e:
-        failures.append(e)
-        _say(f"outbox: not delivered; {_entries(outbox.count(ledger))} still waiting")
+    result = publish(store, ledger, repo)
+    _say(result.message)
+    if not result.ok:
+        failures.append(CostattrError(result.message))
 
     if send_all and not failures:
         try:
-            entries = list(local_ledger().read().values())
-            ledger.upsert(entries)
-            _say(f"local ledger: sent {_entries(len(entries))}")
+            held = set(ledger.read().records)
+            scope = store.read_repo(repo) if ledger.scope == "repository" and repo else store.read()
+            missing = [r for rid, r in scope.records.items() if rid not in held]
+            if missing:
+                ledger.add(missing)
+            _say(f"{ledger.label} lacked {plural(len(missing), 'record')}" + (": sent" if missing else ""))
         except CostattrError as e:
             failures.append(e)
-            _say("local ledger: not sent")
+            _say(f"{ledger.label}: not compared ({e.message})")
 
     if name == "git-notes":
         try:
@@ -96,10 +94,10 @@ def command(backend: str | None, remote: str, send_all: bool) -> None:
         except CostattrError as e:
             failures.append(e)
     elif not failures:
-        count = len(ledger.read())  # proves the URL, user and key work even when nothing waited
-        _say(f"{label}: reachable, {_entries(count)}")
+        count = len(ledger.read().records)  # proves the URL, user and key work even when nothing waited
+        _say(f"{ledger.label}: reachable, {plural(count, 'record')}")
 
-    _report_other_outboxes(outbox.target_dir(ledger))
+    _report_other_targets(store, target_id(ledger))
     if failures:
         first = failures[0]
         raise CostattrError(f"sync incomplete: {first.message}", hint=first.hint or "run `costattr sync` again later")

@@ -18,13 +18,14 @@ def _usd(ctx: click.Context, param: click.Parameter, value: str | None) -> Decim
         amount = Decimal(value.strip().lstrip("$"))
     except InvalidOperation:
         raise click.BadParameter(f"{value!r} is not an amount in USD (e.g. 12.34)") from None
-    if amount < 0:
-        raise click.BadParameter("the base cannot be negative")
+    if not amount.is_finite() or amount < 0:
+        raise click.BadParameter("the base must be a non-negative amount")
     return amount
 
 
 @click.command("upload")
-@click.option("--pr", "prs", type=click.IntRange(min=1), multiple=True, help="Link this session to PR N (repeatable).")
+@click.option("--pr", "prs", type=click.IntRange(min=1), multiple=True,
+              help="Link the checked-out branch's spend to PR N, now and later (repeatable).")
 @click.option("--base", callback=_usd, help="USD spent before this branch began (from `costattr base`).")
 @click.option("--session", help="Only this session (id or prefix).")
 @click.option("--dry-run", is_flag=True, help="Show what would be recorded; write nothing.")
@@ -32,9 +33,10 @@ def _usd(ctx: click.Context, param: click.Parameter, value: str | None) -> Decim
 @click.option("--hook", is_flag=True, hidden=True, help="Hook mode: log any error and exit 0.")
 def command(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool,
             hook: bool) -> None:
-    """Attribute the spend of the sessions that ran in this work tree to its branch, commit and
-    issue, and upsert one entry per session into the ledger. Prints `cost (cache hit %)` of
-    what was new.
+    """Record the spend of the sessions that ran in this work tree and that no record covers yet:
+    what the checked-out branch spent up to HEAD's commit goes to HEAD and its issue, what other
+    branches spent waits for their commits. Prints what this commit recorded,
+    `cost (cache hit %) on ISSUE`, and where the rest went.
 
     \b
     Example:
@@ -51,7 +53,7 @@ def command(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry
         except LedgerCorrupt as e:
             # The damaged ledger is already moved aside (never overwritten): say where, then record
             # this commit's spend into a fresh ledger rather than losing it.
-            click.echo(f"costattr: {_corrupt_line(e)}", err=True)
+            click.echo(f"costattr: {_one_line(e.message)}; recording into a fresh ledger", err=True)
             _run(prs, base, session, dry_run, quiet)
     except Exception as e:  # the hook must never fail or block a commit
         from costattr.logs import log_exception
@@ -65,14 +67,6 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _corrupt_line(e: LedgerCorrupt) -> str:
-    kept, path = getattr(e, "kept", None), getattr(e, "path", None)
-    if kept is None or path is None:
-        return _one_line(f"{e.message}; recording into a fresh ledger")
-    return _one_line(f"{e.message}; recording into a fresh ledger (to restore the earlier attributions: "
-                     f"repair {kept}, move it back to {path} and run `costattr upload`)")
-
-
 def _is_shared(cfg: object) -> bool:
     """Whether a shared backend is configured (an invalid name counts: publishing will say why)."""
     from costattr.ledger.select import backend_name
@@ -83,62 +77,40 @@ def _is_shared(cfg: object) -> bool:
         return True
 
 
-def _outbox_aside() -> set[Path]:
-    """Outbox files moved aside so far (an unreadable outbox file is kept, never deleted)."""
-    from costattr.ledger.outbox import outbox_root
-
-    root = outbox_root()
-    return set(root.glob("*/*.corrupt-*")) if root.is_dir() else set()
-
-
 def _run(prs: tuple[int, ...], base: Decimal | None, session: str | None, dry_run: bool, quiet: bool) -> None:
     from costattr import gitctx, hookfast
     from costattr.config import load_config
     from costattr.ledger.select import publish_shared, shared_settings
-    from costattr.record import clear_pending, pending_entries, upload
+    from costattr.record import local_store, upload
 
     git = gitctx.discover(Path.cwd())
     cfg = load_config(git.workdir)
     quiet = quiet or cfg.hook.quiet
     seen = hookfast.transcripts_fingerprint()  # before the scan: a file that changes meanwhile is read next time
-    shared = not dry_run and _is_shared(cfg)
-    result = upload(git, cfg, prs=prs, base=base, session=session, dry_run=dry_run, shared=shared)
+    store = local_store(cfg, git.workdir)
+    result = upload(git, cfg, prs=prs, base=base, session=session, dry_run=dry_run, store=store)
     if dry_run:
-        for entry in result.changed:
-            click.echo(f"would record {entry.session_id[:8]}: {entry.cost_str} on "
-                       f"{', '.join(sorted({s.branch or '(no branch)' for s in entry.segments}))}")
+        for rec in result.attribution.records:
+            where = f"{rec.commit[:7]} " if rec.commit else ""
+            click.echo(f"would record {rec.session_id[:8]}: {rec.cost:.4f} {rec.state} "
+                       f"{where}{rec.display_branch or '(no branch)'}")
     messages = list(result.messages)
-    if not dry_run:
-        # Copies the new entries to the shared backend; failures wait in the outbox, never raise.
-        aside = _outbox_aside()
-        # Sessions an earlier hook wrote locally but was killed before handing over go out too.
-        batch = list(result.changed) + (pending_entries({e.session_id for e in result.changed}, messages)
-                                        if shared else [])
-        messages.append(publish_shared(batch, workdir=git.workdir, configured_backend=cfg.ledger.backend,
-                                       settings=shared_settings(cfg)) or "")
-        if shared:
-            clear_pending(batch)  # handed over: published, or queued in the outbox
-        damaged = sorted(p for p in _outbox_aside() - aside if not p.name.endswith(("-wal", "-shm", "-journal")))
-        for kept in damaged:
-            messages.append(f"outbox file {kept.with_name(kept.name.split('.corrupt-')[0])} was unreadable; kept as "
-                            f"{kept}; this machine's entries were sent again in its place")
-        if damaged:
-            # What the damaged file held is unknown: send every local entry (the newest copy wins).
-            from costattr.ledger import local_ledger
-
-            messages.append(publish_shared(list(local_ledger().read().values()), workdir=git.workdir,
-                                           configured_backend=cfg.ledger.backend, settings=shared_settings(cfg)) or "")
+    if not dry_run and _is_shared(cfg):
+        line = publish_shared(store, workdir=git.workdir, repo=git.repo_id, configured_backend=cfg.ledger.backend,
+                              settings=shared_settings(cfg))
+        hookfast.set_waiting(line is not None and "wait in the local ledger" in line)
+        messages.append(line or "")
     # An unborn HEAD names the same ref before and after the first commit: remembering it would let
     # the fast path skip the first commit, whose hook must close the spend recorded so far.
     if not dry_run and session is None and git.head_sha is not None:
         try:  # best effort: the spend is recorded already; without it the next hook takes the full path
-            hookfast.remember(Path(os.path.realpath(git.workdir)), seen, quiet=cfg.hook.quiet)
+            hookfast.remember(Path(os.path.realpath(git.workdir)), seen, store.path, quiet=cfg.hook.quiet)
         except Exception:  # noqa: BLE001 - e.g. a HEAD naming a branch that is not UTF-8
             from costattr.logs import log_exception
 
             log_exception("hook fast-path state not saved")
     if not quiet:
-        click.echo(result.summary)
+        click.echo(f"costattr: {result.summary}")
     for line in messages:
         if line:
             click.echo(f"costattr: {line}", err=True)

@@ -1,28 +1,35 @@
-"""The ledger-backend protocol: where session entries are stored and read back.
+"""The ledger-backend protocol: where records are stored and read back.
 
-Every backend stores one entry per session and merges by the same rule (`newer_entry`), so
-re-uploading a session overwrites it and two writers never double count.
+Every backend stores records and merges by the same rule, a union of records by id
+(`records.union`): adding a record twice, from two machines or in any order, changes nothing.
+A backend's `scope` says which records belong in it: "machine" (the memory API file holds every
+repository's), or "repository" (git notes hold only the records of the repository they live in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
 
-from costattr.models import LedgerEntry, newer_entry
+from costattr.ledger.records import AnyRecord
+from costattr.ledger.store import ReadResult
 
 LEDGER_PATH_NAME = "agent-costs"  # the memory API's file name, kept in every backend's shape
 
+Scope = Literal["machine", "repository"]
+
 
 class Ledger(Protocol):
-    name: str
+    name: str  # the backend's name in config: "json", "memory-api", "git-notes"
+    label: str  # for people: "local ledger", "memory API", "git notes"
+    scope: Scope
 
-    def read(self) -> dict[str, LedgerEntry]:
-        """Every entry, by session_id."""
+    def read(self) -> ReadResult:
+        """Every record (and the count of those that fail validation, set aside)."""
         ...
 
-    def upsert(self, entries: Iterable[LedgerEntry]) -> None:
-        """Merge entries in: per session the newer entry wins."""
+    def add(self, records: Sequence[AnyRecord]) -> None:
+        """Merge records in: a union by id."""
         ...
 
     def describe(self) -> str:
@@ -30,9 +37,9 @@ class Ledger(Protocol):
         ...
 
 
-def merge_entries(current: dict[str, LedgerEntry], incoming: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:
-    merged = dict(current)
-    for entry in incoming:
-        old = merged.get(entry.session_id)
-        merged[entry.session_id] = entry if old is None else newer_entry(entry, old)
-    return merged
+@runtime_checkable
+class SyncableLedger(Ledger, Protocol):
+    """A backend with a remote of its own to exchange with (git notes and `git push`)."""
+
+    def sync(self, remote: str = "origin", *, progress: object = None) -> list[str]:
+        ...

@@ -1,18 +1,18 @@
 """The git-notes backend: the ledger travels with the repository (`refs/notes/costattr`).
 
-Format: one note per commit, holding the entries recorded at that commit, one compact JSON object
-per line with sorted keys, lines sorted. That is exactly the shape `git notes merge -s
-cat_sort_uniq` produces, so two clones' notes merge without custom code; when both clones
-touched the same session the merged note holds two lines for it, and `read()` keeps the newer
-(`newer_entry`). `upsert` rewrites the notes it touches with one line per session.
+Format: one note per commit, holding records, one compact JSON object per line with sorted keys,
+lines sorted. Records never change, so a record is the same line in every clone, and the note
+`git notes merge -s cat_sort_uniq` makes of two clones' notes is exactly their union: the merge
+rule of every backend, with no custom code. Lines costattr 0.1 wrote (one cumulative entry per
+session) are read through the v1 conversion and left in place; any other line is kept untouched.
 
 Decisions:
-- An entry goes on the commit named by `entry.commit` when this repository knows it; an entry
-  without a commit, or with one this clone does not have, goes on HEAD, so nothing is dropped
-  (read() is the union of every note, the commit is only where the line is filed). An unborn
-  HEAD raises: the outbox keeps the entry until there is a commit.
-- A session recorded at several commits keeps one line per commit (its cumulative state at each);
-  read() collapses them, newest wins.
+- A closed record goes on its commit when this clone knows it; every other record (open,
+  unattributed, links, rewrites, and closed ones whose commit this clone lacks) goes on HEAD, so
+  nothing is dropped: read() is the union of every note, the commit is only where the line is filed.
+  An unborn HEAD raises: the records wait in the local ledger until there is a commit.
+- The notes are this repository's: only records whose repository is this one are written here
+  (see `scope`), so pushing them never carries another repository's branch names or messages.
 - Local writes go through pygit2 and a compare-and-swap ref update (libgit2 refuses when the
   ref moved since we read it), retried, under a lock file shared by all worktrees.
 - Network (fetch / push) and merging shell out to git, so credential helpers, SSH agents and
@@ -31,19 +31,18 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 import pygit2
 from filelock import FileLock, Timeout
-from pydantic import ValidationError
 
 from costattr.errors import CostattrError, NotAGitRepo, RemoteError
-from costattr.ledger.base import merge_entries
 from costattr.ledger.memory_api import RemoteUnavailable
-from costattr.models import LedgerEntry, newer_entry
+from costattr.ledger.records import AnyRecord, RecordError, SetAside, SpendRecord, from_json, union
+from costattr.ledger.store import ReadResult
 
 DEFAULT_REF = "refs/notes/costattr"
 MERGE_STRATEGY = "cat_sort_uniq"
@@ -81,37 +80,41 @@ def scratch_ref(ref: str, remote: str) -> str:
     return f"refs/notes/remotes/{remote}/{name}"
 
 
-def encode_line(entry: LedgerEntry) -> str:
-    # Compact + sorted keys: identical entries are identical lines, so cat_sort_uniq dedups them.
-    return orjson.dumps(entry.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS).decode()
+def encode_line(record: AnyRecord) -> str:
+    # Compact + sorted keys: identical records are identical lines, so cat_sort_uniq dedups them.
+    return orjson.dumps(record.to_json(), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def parse_note(text: str) -> tuple[list[LedgerEntry], list[str]]:
-    """Entries of one note, and the non-empty lines that are not entries (kept, never dropped)."""
-    entries: list[LedgerEntry] = []
-    other: list[str] = []
+def parse_note(text: str, set_aside: SetAside | None = None, where: str = "") -> list[AnyRecord]:
+    """Records of one note (0.1 entries converted); lines that are neither are counted in `set_aside`."""
+    from costattr.ledger.migrate import v1_records
+
+    records: list[AnyRecord] = []
     for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
         try:
-            entries.append(LedgerEntry.model_validate_json(line))
-        except ValidationError:
-            other.append(line)
-    return entries, other
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if set_aside is not None:
+                set_aside.add("a note line that is not JSON (kept as it is)", where)
+            continue
+        try:
+            if isinstance(doc, dict) and "v" not in doc and "segments" in doc:
+                records += v1_records(doc)
+            else:
+                records.append(from_json(doc))
+        except RecordError as e:
+            if set_aside is not None:
+                set_aside.add(str(e), where)
+    return records
 
 
-def merge_note(existing: str, incoming: Iterable[LedgerEntry]) -> str:
-    """The note after upserting: one line per incoming session (the newer copy), others untouched."""
-    old_entries, other = parse_note(existing)
-    new = {e.session_id: e for e in incoming}
-    lines = set(other)
-    for entry in old_entries:
-        if entry.session_id in new:
-            new[entry.session_id] = newer_entry(new[entry.session_id], entry)
-        else:
-            lines.add(encode_line(entry))
-    lines.update(encode_line(e) for e in new.values())
+def merge_note(existing: str, incoming: Iterable[AnyRecord]) -> str:
+    """The note with `incoming` added: the union of lines (every existing line kept as it is)."""
+    lines = {line.strip() for line in existing.splitlines() if line.strip()}
+    lines.update(encode_line(r) for r in incoming)
     return "".join(f"{line}\n" for line in sorted(lines))
 
 
@@ -176,6 +179,7 @@ def _last_line(text: str) -> str:
 class GitNotesLedger:
     name = "git-notes"
     label = "git notes"
+    scope = "repository"  # only this repository's records are written here
 
     def __init__(self, repo_path: Path | str, ref: str = DEFAULT_REF) -> None:
         gitdir = pygit2.discover_repository(str(repo_path))
@@ -205,19 +209,20 @@ class GitNotesLedger:
 
     # -- read -------------------------------------------------------------------------------------
 
-    def read(self) -> dict[str, LedgerEntry]:
+    def read(self) -> ReadResult:
+        out = ReadResult()
         if self.repo.references.get(self.ref) is None:
-            return {}
-        merged: dict[str, LedgerEntry] = {}
+            return out
+        found: list[AnyRecord] = []
         for note in self.repo.notes(self.ref):  # type: ignore[call-arg]  # stubs lag: ref is accepted
-            entries, _other = parse_note(note.message)
-            merged = merge_entries(merged, entries)
-        return merged
+            found += parse_note(note.message, out.set_aside, f"{self.ref} note on {note.annotated_id}")
+        out.records = union(found)
+        return out
 
     # -- write ------------------------------------------------------------------------------------
 
-    def upsert(self, entries: Iterable[LedgerEntry]) -> None:
-        batch = list(entries)
+    def add(self, records: Sequence[AnyRecord]) -> None:
+        batch = list(records)
         if not batch:
             return
         with self._locked():
@@ -246,15 +251,15 @@ class GitNotesLedger:
         finally:
             self._lock.release()
 
-    def _group_by_commit(self, batch: list[LedgerEntry]) -> dict[str, list[LedgerEntry]]:
-        groups: dict[str, list[LedgerEntry]] = {}
+    def _group_by_commit(self, batch: list[AnyRecord]) -> dict[str, list[AnyRecord]]:
+        groups: dict[str, list[AnyRecord]] = {}
         head: str | None = None
-        for entry in batch:
-            sha = self._resolve(entry.commit)
+        for record in batch:
+            sha = self._resolve(record.commit) if isinstance(record, SpendRecord) else None
             if sha is None:
                 head = head or self._head()
                 sha = head
-            groups.setdefault(sha, []).append(entry)
+            groups.setdefault(sha, []).append(record)
         return groups
 
     def _resolve(self, commit: str | None) -> str | None:
@@ -269,7 +274,7 @@ class GitNotesLedger:
         if self.repo.head_is_unborn:
             raise CostattrError(
                 f"{self.cwd} has no commit yet to attach cost notes to",
-                hint="the entries wait in the outbox; `costattr sync` sends them after the first commit",
+                hint="the records wait in the local ledger; `costattr sync` sends them after the first commit",
             )
         return str(self.repo.head.peel(pygit2.Commit).id)
 
@@ -279,15 +284,15 @@ class GitNotesLedger:
         except (KeyError, pygit2.GitError):
             return pygit2.Signature("costattr", "costattr@localhost")
 
-    def _write_once(self, groups: dict[str, list[LedgerEntry]]) -> bool:
+    def _write_once(self, groups: dict[str, list[AnyRecord]]) -> bool:
         """One read-modify-write of the notes ref; False when it moved under us (retry)."""
         ref = self.repo.references.get(self.ref)
         parent = self.repo[ref.target].peel(pygit2.Commit) if ref is not None else None
         tree = parent.tree if parent is not None else None
-        for sha, entries in groups.items():
+        for sha, records in groups.items():
             path = _find_note_path(tree, sha)
             existing = _blob_text(tree, path) if tree is not None and path else ""
-            text = merge_note(existing, entries)
+            text = merge_note(existing, records)
             if text == existing:
                 continue
             blob = self.repo.create_blob(text.encode())

@@ -5,9 +5,16 @@
     PUT  same URL, body {"data": {...}}, If-Match: "17" (update) or If-None-Match: * (create)
         2xx | 412 (someone wrote in between: re-read, merge, retry)
 
+Each entry keeps CloudClawer's fields (`session_id, cost_usd, cache_pct, cost_str, branch,
+commit, prs, updated_at`), computed from the session's records, which ride along under
+`records`. A write merges by union of records: the file after a PUT holds every record it held
+before plus ours, and entries we cannot read (another tool's, a newer costattr's) go back
+untouched. Entries written by costattr 0.1 (no `records`) are read through the v1 conversion, with
+the same ids the local migration gives them.
+
 Everything here is bounded: the post-commit hook calls `upsert` on every commit, so one call
 (every retry included) finishes within `timeout` seconds whatever the server does. Failures
-become `RemoteUnavailable` (try again later: the outbox keeps the entries) or `RemoteAuthError`
+become `RemoteUnavailable` (try again later: the records wait in the local ledger) or `RemoteAuthError`
 (a setting is wrong: retrying will not help).
 
 The API key is wrapped in `Secret` as soon as it is read and only unwrapped into the request
@@ -20,7 +27,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -29,8 +36,9 @@ from pydantic import ValidationError
 
 from costattr import __version__
 from costattr.errors import ConfigError, RemoteError
-from costattr.ledger.base import LEDGER_PATH_NAME, merge_entries
-from costattr.models import LedgerEntry
+from costattr.ledger.base import LEDGER_PATH_NAME
+from costattr.ledger.records import AnyRecord, SetAside, decode_many, union
+from costattr.ledger.store import ReadResult
 
 if TYPE_CHECKING:  # httpx costs ~100 ms to import: only the network path pays for it
     import httpx
@@ -154,23 +162,30 @@ class _Document:
         self.etag = etag
         self.exists = exists
 
-    def entries(self) -> tuple[dict[str, LedgerEntry], list[str]]:
-        """Valid entries by session_id, and the keys of the ones we could not parse."""
-        good: dict[str, LedgerEntry] = {}
-        bad: list[str] = []
-        for sid, raw_entry in self.raw.items():
-            try:
-                entry = LedgerEntry.model_validate(raw_entry)
-            except ValidationError:
-                bad.append(sid)
-                continue
-            good[entry.session_id] = entry
-        return good, bad
+    def records(self, where: str) -> tuple[dict[str, AnyRecord], SetAside, set[str]]:
+        """Every record in the file, the ones set aside, and the entries we could not read at all."""
+        from costattr.ledger.migrate import records_of_v1_documents
+
+        set_aside = SetAside()
+        found: list[AnyRecord] = []
+        v1: list[tuple[str, Any]] = []
+        unknown: set[str] = set()
+        for sid, entry in self.raw.items():
+            if isinstance(entry, dict) and isinstance(entry.get("records"), list):
+                found += decode_many(entry["records"], set_aside, f"{where} entry {sid[:60]}")
+            elif isinstance(entry, dict) and entry.get("schema_version", 1) == 1 and "segments" in entry:
+                v1.append((sid, entry))
+            else:
+                unknown.add(sid)
+                set_aside.add("an entry costattr cannot read (kept as it is)", f"{where} entry {sid[:60]}")
+        found += records_of_v1_documents(v1, set_aside, where)
+        return union(found), set_aside, unknown
 
 
 class MemoryApiLedger:
     name = "memory-api"
     label = "memory API"
+    scope = "machine"  # one file per user: every repository's records
 
     def __init__(
         self,
@@ -199,7 +214,6 @@ class MemoryApiLedger:
         self.connect_timeout = connect_timeout
         self.max_bytes = max_bytes
         self.max_tries = max(1, max_tries)
-        self.skipped: list[str] = []  # session ids of remote entries read() could not parse
 
     # -- presentation: never the key ------------------------------------------------------------
 
@@ -219,15 +233,15 @@ class MemoryApiLedger:
 
     # -- protocol ---------------------------------------------------------------------------------
 
-    def read(self) -> dict[str, LedgerEntry]:
+    def read(self) -> ReadResult:
         deadline = time.monotonic() + self.timeout
         with self._client() as client:
             doc = self._get(client, deadline)
-        entries, self.skipped = doc.entries()
-        return entries
+        records, set_aside, _unknown = doc.records(self.describe())
+        return ReadResult(records, set_aside)
 
-    def upsert(self, entries: Iterable[LedgerEntry]) -> None:
-        incoming = list(entries)
+    def add(self, records: Sequence[AnyRecord]) -> None:
+        incoming = list(records)
         if not incoming:
             return
         deadline = time.monotonic() + self.timeout
@@ -290,14 +304,14 @@ class MemoryApiLedger:
             reason = re.sub(r"^\[Errno -?\d+\]\s*", "", self._redact(str(e))).strip() or type(e).__name__
             raise RemoteUnavailable(
                 f"cannot reach the memory API at {self.describe()}: {reason}",
-                hint=f"check {ENV_URL} and the network; entries wait in the outbox until `costattr sync`",
+                hint=f"check {ENV_URL} and the network; records wait in the local ledger until `costattr sync`",
                 reason=reason[:1].lower() + reason[1:],
             ) from None
 
     def _timed_out(self) -> RemoteUnavailable:
         return RemoteUnavailable(
             f"the memory API did not answer within {self.timeout:g} s ({self.describe()})",
-            hint=f"check {ENV_URL} and the network; entries wait in the outbox until `costattr sync`",
+            hint=f"check {ENV_URL} and the network; records wait in the local ledger until `costattr sync`",
             reason=f"no answer within {self.timeout:g} s",
         )
 
@@ -347,8 +361,8 @@ class MemoryApiLedger:
         except orjson.JSONDecodeError:
             doc = None
         data = doc.get("data") if isinstance(doc, dict) else None
-        if data is None and isinstance(doc, dict) and "data" in doc:
-            data = {}  # {"data": null}: an empty file
+        # `{"data": null}` is not an empty file: taking it for one would PUT our records over
+        # everyone else's. Only a 404 means there is no file yet.
         if not isinstance(data, dict):
             raise RemoteUnavailable(
                 f"the memory API answered something that is not a ledger file ({self.describe()})",
@@ -357,14 +371,26 @@ class MemoryApiLedger:
             )
         return _Document(data, headers.get("etag"), exists=True)
 
-    def _put(self, client: httpx.Client, doc: _Document, incoming: list[LedgerEntry], deadline: float) -> bool:
+    def _put(self, client: httpx.Client, doc: _Document, incoming: list[AnyRecord], deadline: float) -> bool:
         """Merge into `doc` and write it conditionally; False when someone wrote first (412/409)."""
-        current, _unparsed = doc.entries()
-        merged = merge_entries(current, incoming)
-        # Entries we cannot parse (a newer schema, another tool) go back untouched: never drop data.
+        from costattr.ledger.view import session_entries
+
+        current, _set_aside, unknown = doc.records(self.describe())
+        merged = union(current.values(), incoming)
+        if all(current.get(r.id) == r for r in incoming):
+            return True  # the file already holds every record: nothing to write
+        touched = {r.session_id for r in incoming if current.get(r.id) != r}
         data = dict(doc.raw)
-        for sid in merged:
-            data[sid] = merged[sid].model_dump(mode="json")
+        entries = session_entries(r for r in merged.values() if r.session_id in touched)
+        for sid, entry in entries.items():
+            if sid in unknown:
+                continue  # someone else's entry under this key: never overwritten
+            data[sid] = entry
+        written, _aside, _unknown = _Document(data, None, True).records(self.describe())
+        if not set(current) <= set(written):
+            # Never shrink the shared file: a v1 entry not touched stays as it is, so only a bug gets here.
+            raise RemoteUnavailable(f"refusing to write fewer records than {self.describe()} holds",
+                                    reason="merge would drop records")
         headers = {"Content-Type": "application/json"}
         if doc.etag:
             headers["If-Match"] = doc.etag

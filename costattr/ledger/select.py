@@ -11,14 +11,14 @@ settings keys understood by open_backend: api_url, api_user, api_path, api_timeo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from costattr import logs
 from costattr.errors import ConfigError, CostattrError
 from costattr.ledger.base import LEDGER_PATH_NAME, Ledger
-from costattr.models import LedgerEntry
+from costattr.ledger.store import LocalStore
 
 ENV_BACKEND = "COSTATTR_LEDGER"
 BACKENDS = ("json", "memory-api", "git-notes")
@@ -85,9 +85,7 @@ def open_backend(backend: str, workdir: Path | None, settings: Mapping[str, Any]
     settings = settings or {}
     name = canonical_backend(backend)
     if name == "json":
-        from costattr.ledger import JsonLedger
-
-        return JsonLedger()
+        return LocalStore()
     if name == "memory-api":
         return open_memory_api(settings)
     from costattr.ledger.git_notes import DEFAULT_REF, GitNotesLedger
@@ -96,19 +94,20 @@ def open_backend(backend: str, workdir: Path | None, settings: Mapping[str, Any]
 
 
 def publish_shared(
-    entries: Iterable[LedgerEntry],
+    store: LocalStore,
     *,
     workdir: Path | None,
+    repo: str | None,
     configured_backend: str | None = None,
     settings: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """What the hook calls after writing the local ledger: copy entries to the shared backend.
+    """What the hook calls after writing the local ledger: copy what the shared backend lacks.
 
-    None when the shared backend is the local JSON ledger itself (nothing to do); otherwise one
-    line to show. Never raises for a misconfigured or unreachable backend: the entries are in the
-    local ledger, and the outbox or `costattr sync --all` sends them later.
+    None when the shared backend is the local ledger itself (nothing to do); otherwise one line
+    to show. Never raises for a misconfigured or unreachable backend: the records wait in the
+    local ledger, and the next hook or `costattr sync` sends them.
     """
-    from costattr.ledger.outbox import publish
+    from costattr.ledger.publish import publish
 
     name = backend_name(configured_backend)
     if name == "json":
@@ -117,7 +116,8 @@ def publish_shared(
         ledger = open_backend(name, workdir, settings)
     except CostattrError as e:
         message = (f"{name} ledger unusable: {e.message}" + (f" ({e.hint})" if e.hint else "")
-                   + "; the entries are in the local ledger, `costattr sync --all` sends them once fixed")
+                   + "; the records wait in the local ledger, `costattr sync` sends them once fixed")
         logs.log(message)
         return message
-    return publish(entries, ledger)
+    result = publish(store, ledger, repo)
+    return None if result.ok and not result.sent else result.message

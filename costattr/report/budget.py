@@ -6,9 +6,10 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from costattr.models import LedgerEntry
+from costattr.ledger.records import SpendRecord
+from costattr.ledger.store import LocalStore
+from costattr.ledger.view import visible
 from costattr.output import fmt_usd
-from costattr.report.rollup import rollup
 
 
 def budget_lookup(budgets: Any) -> Callable[[str, str], Decimal | None]:
@@ -31,14 +32,25 @@ def budget_lookup(budgets: Any) -> Callable[[str, str], Decimal | None]:
     return lookup
 
 
-def crossed_budgets(before: Iterable[LedgerEntry], after: Iterable[LedgerEntry], budgets: Any) -> list[str]:
-    """One line per issue or branch whose total went over its budget with this upload."""
+def crossed_budgets(store: LocalStore, new: Iterable[SpendRecord], budgets: Any) -> list[str]:
+    """One line per issue or branch whose total went over its budget with these new records.
+
+    Only the keys the new records touch, and only those with a budget, are looked at: a commit
+    never rolls the whole history up.
+    """
     lookup = budget_lookup(budgets)
+    new = list(new)
     lines: list[str] = []
     for by in ("issue", "branch"):
-        was = {r.key: r.cost for r in rollup(before, by).rows}
-        for row in rollup(after, by, budget_for=lookup).rows:
-            if row.budget is not None and row.cost > row.budget >= was.get(row.key, Decimal(0)):
-                lines.append(f"budget: {by} {row.key} is now {fmt_usd(row.cost)}, over its "
-                             f"{fmt_usd(row.budget)} budget")
+        keys = {(r.issue if by == "issue" else r.display_branch) for r in new}
+        for key in sorted(k for k in keys if k):
+            budget = lookup(by, key)
+            if budget is None:
+                continue
+            read = store.read_about(**{by: key})
+            now = sum((s.record.cost for s in visible(read.records)
+                       if (s.issue if by == "issue" else s.branch) == key), Decimal(0))
+            added = sum((r.cost for r in new if (r.issue if by == "issue" else r.display_branch) == key), Decimal(0))
+            if now > budget >= now - added:
+                lines.append(f"budget: {by} {key} is now {fmt_usd(now)}, over its {fmt_usd(budget)} budget")
     return lines

@@ -159,22 +159,26 @@ def render_tree(roll: Rollup, price_date: str | None = None) -> str:
     for row in rows:
         head = f"{_cost(row):>11} {pct(row.cost, total):5.1f}%  "  # flags (+?, !) as in the table
         lines.append(head + fit(row.key, max(TABLE_WIDTH - len(head), KEY_MIN_WIDTH)))
-        by_session: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-        for entry, seg, cost, _tokens in row.parts:
-            by_session[entry.session_id].append((entry, seg, cost))
-        sessions = sorted(by_session.items(), key=lambda kv: -sum((p[2] for p in kv[1]), Decimal(0)))
+        # A record may reach a row in several parts (by day, by model): one line per record.
+        by_session: dict[str, dict[str, list[Any]]] = defaultdict(dict)
+        for spend, cost in row.parts:
+            slot = by_session[spend.session_id].setdefault(spend.record.id, [spend, Decimal(0)])
+            slot[1] += cost
+        sessions = sorted(by_session.items(), key=lambda kv: -sum((p[1] for p in kv[1].values()), Decimal(0)))
         for i, (sid, parts) in enumerate(sessions):
-            s_cost = sum((p[2] for p in parts), Decimal(0))
+            s_cost = sum((p[1] for p in parts.values()), Decimal(0))
             last_s = i == len(sessions) - 1
-            entry = parts[0][0]
+            first = next(iter(parts.values()))[0]
             lines.append(f"{fmt_usd(s_cost):>11} {pct(s_cost, row.cost):5.1f}%  {'└─' if last_s else '├─'} "
-                         f"session {sid[:8]} ({entry.tool})")
-            segs = sorted(parts, key=lambda p: -p[2])
-            for j, (_e, seg, cost) in enumerate(segs):
-                where = f"{seg.commit[:7]}" if seg.commit else "open"
-                label = f"{where} {seg.branch or '(no branch)'}"
-                if seg.commit_message:
-                    label += f": {seg.commit_message}"
+                         f"session {sid[:8]} ({first.record.tool})")
+            segs = sorted(parts.values(), key=lambda p: -p[1])
+            for j, (spend, cost) in enumerate(segs):
+                where = f"{spend.commit[:7]}" if spend.commit else spend.record.state
+                label = f"{where} {spend.branch or '(no branch)'}"
+                if spend.message:
+                    label += f": {spend.message}"
+                if spend.record.backfilled:
+                    label += " (backfilled)"
                 stem = "   " if last_s else "│  "
                 head = f"{fmt_usd(cost):>11} {pct(cost, s_cost):5.1f}%  {stem}{'└─' if j == len(segs) - 1 else '├─'} "
                 lines.append(head + fit(label, max(TABLE_WIDTH - len(head), KEY_MIN_WIDTH)))

@@ -1,23 +1,30 @@
-"""Roll ledger segments up into report rows. Pure functions over plain data.
+"""Roll visible spend records up into report rows. Pure functions over plain data.
 
-Every segment lands in exactly one row, or in `unattributed` when it has no key for the chosen
-grouping (no issue, no PR, no branch...), so rows plus unattributed always add up to the totals.
+Every part of every record (its spend in one 15-minute bucket, for one model) lands in exactly one
+row, or in `unattributed` when it has no key for the chosen grouping (no issue, no PR, no
+branch...), so rows plus unattributed always add up to the totals. Day, week and month rows and
+`--since/--until` cut at the parts' buckets in the report's time zone: exact in any real zone.
 Keys that are related but not primary (a second issue in a commit message) are listed on the
 row, never summed twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from costattr.models import LedgerEntry, Segment, Tokens, cache_pct, local_day, money, parse_ts, to_json_money
+from costattr.ledger.records import BUCKET_MINUTES, Part, canonical_ts, parse_utc
+from costattr.ledger.view import Spend
+from costattr.models import Tokens, to_json_money
 
 GROUPINGS = ("issue", "pr", "branch", "session", "commit", "model", "day", "week", "month",
              "author", "repo", "host", "tool")
+_PER_PART = frozenset({"model", "day", "week", "month"})
+_BUCKET = timedelta(minutes=BUCKET_MINUTES)
 
 
 @dataclass
@@ -28,14 +35,20 @@ class Row:
     tokens: Tokens = field(default_factory=Tokens)
     requests: int = 0
     unpriced_requests: int = 0
+    unpriced_models: dict[str, int] = field(default_factory=dict)
     sessions: set[str] = field(default_factory=set)
-    commits: list[str] = field(default_factory=list)
+    _commits: dict[str, None] = field(default_factory=dict)
     prs: set[int] = field(default_factory=set)
     related: list[str] = field(default_factory=list)
     first_ts: str | None = None
     last_ts: str | None = None
     budget: Decimal | None = None
-    parts: list[tuple[LedgerEntry, Segment, Decimal, Tokens]] = field(default_factory=list)
+    # (spend record, cost of it in this row): what --tree drills into
+    parts: list[tuple[Spend, Decimal]] = field(default_factory=list)
+
+    @property
+    def commits(self) -> list[str]:
+        return list(self._commits)
 
     @property
     def estimated(self) -> bool:
@@ -49,27 +62,53 @@ class Row:
     def duration_s(self) -> int:
         if not self.first_ts or not self.last_ts:
             return 0
-        return int((parse_ts(self.last_ts) - parse_ts(self.first_ts)).total_seconds())
+        return int((parse_utc(self.last_ts) - parse_utc(self.first_ts)).total_seconds())
 
-    def add(self, entry: LedgerEntry, seg: Segment, cost: Decimal, tokens: Tokens, authoritative: Decimal,
-            requests: int, unpriced: int) -> None:
+    def add(self, spend: Spend, parts: Iterable[Part], first: str, last: str) -> Decimal:
+        """Add some parts of one record; returns their cost."""
+        cost = Decimal(0)
+        for p in parts:
+            cost += p.cost
+            self.authoritative += p.authoritative
+            self.tokens.add(p.tokens)
+            self.requests += p.requests
+            if p.unpriced:
+                self.unpriced_requests += p.unpriced
+                self.unpriced_models[p.model] = self.unpriced_models.get(p.model, 0) + p.unpriced
         self.cost += cost
-        self.authoritative += authoritative
-        self.tokens.add(tokens)
-        self.requests += requests
-        self.unpriced_requests += unpriced
-        self.sessions.add(entry.session_id)
-        if seg.commit and seg.commit not in self.commits:
-            self.commits.append(seg.commit)
-        self.prs.update(segment_prs(entry, seg))
-        for key in [seg.issue, *seg.related_issues]:
+        self.sessions.add(spend.session_id)
+        if spend.commit:
+            self._commits[spend.commit] = None
+        self.prs.update(spend.prs)
+        for key in (spend.issue, *spend.related):
             if key and key != self.key and key not in self.related:
                 self.related.append(key)
-        if seg.first_ts:
-            self.first_ts = min(self.first_ts or seg.first_ts, seg.first_ts)
-        if seg.last_ts:
-            self.last_ts = max(self.last_ts or seg.last_ts, seg.last_ts)
-        self.parts.append((entry, seg, cost, tokens))
+        # Records keep canonical timestamps (`canonical_ts`): text order is time order.
+        if self.first_ts is None or first < self.first_ts:
+            self.first_ts = first
+        if self.last_ts is None or last > self.last_ts:
+            self.last_ts = last
+        self.parts.append((spend, cost))
+        return cost
+
+    def absorb(self, other: Row) -> None:
+        """Fold a whole row in (the `--top` remainder)."""
+        self.cost += other.cost
+        self.authoritative += other.authoritative
+        self.tokens.add(other.tokens)
+        self.requests += other.requests
+        self.unpriced_requests += other.unpriced_requests
+        for m, n in other.unpriced_models.items():
+            self.unpriced_models[m] = self.unpriced_models.get(m, 0) + n
+        self.sessions |= other.sessions
+        for c in other._commits:
+            self._commits[c] = None
+        self.prs |= other.prs
+        for ts in (other.first_ts, other.last_ts):
+            if ts is not None:
+                self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+                self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        self.parts += other.parts
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -89,6 +128,7 @@ class Row:
         }
         if self.unpriced_requests:
             out["unpriced_requests"] = self.unpriced_requests
+            out["unpriced_models"] = dict(sorted(self.unpriced_models.items()))
         if self.budget is not None:
             out["budget_usd"] = to_json_money(self.budget)
             out["over_budget"] = self.over_budget
@@ -111,13 +151,16 @@ class Rollup:
 
     def as_json(self) -> dict[str, Any]:
         un = self.unattributed
+        unattributed: dict[str, Any] = {"cost_usd": to_json_money(un.cost), "tokens": tokens_json(un.tokens),
+                                        "requests": un.requests, "sessions": len(un.sessions),
+                                        "unpriced_requests": un.unpriced_requests}
+        if un.unpriced_models:
+            unattributed["unpriced_models"] = dict(sorted(un.unpriced_models.items()))
         return {
             "by": self.by,
             "rows": [r.as_json() for r in self.rows],
             "totals": self.total.as_json() | {"rows": len(self.rows)},
-            "unattributed": {"cost_usd": to_json_money(un.cost), "tokens": tokens_json(un.tokens),
-                             "requests": un.requests, "sessions": len(un.sessions),
-                             "unpriced_requests": un.unpriced_requests},
+            "unattributed": unattributed,
         }
 
 
@@ -131,37 +174,38 @@ class Filters:
     pr: int | None = None
     tz: tzinfo | None = None
 
-    def keep(self, entry: LedgerEntry, seg: Segment) -> bool:
-        if self.issue and self.issue.upper() not in {k.upper() for k in [seg.issue or "", *seg.related_issues]}:
+    def keep(self, spend: Spend) -> bool:
+        if self.issue and self.issue.upper() not in {k.upper() for k in (spend.issue or "", *spend.related)}:
             return False
-        if self.branch and seg.branch != self.branch:
+        if self.branch and spend.branch != self.branch:
             return False
-        if self.repo and entry.repo != self.repo:
+        if self.repo and self.repo not in (spend.record.repo, display_repo(spend.record.repo)):
             return False
-        if self.pr is not None and self.pr not in segment_prs(entry, seg):
-            return False
-        if self.since or self.until:
-            day = day_of(seg.last_ts or entry.last_ts, self.tz)
-            if day is None or (self.since and day < self.since) or (self.until and day > self.until):
-                return False
-        return True
+        return self.pr is None or self.pr in spend.prs
+
+    @property
+    def by_day(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def keep_day(self, day: date) -> bool:
+        return not ((self.since and day < self.since) or (self.until and day > self.until))
 
 
-def segment_prs(entry: LedgerEntry, seg: Segment) -> list[int]:
-    """A segment's PRs: its own, else the entry's when the segment is on the entry's branch."""
-    if seg.prs:
-        return list(seg.prs)
-    return list(entry.prs) if entry.prs and seg.branch is not None and seg.branch == entry.branch else []
+def display_repo(repo: str) -> str:
+    return repo.removeprefix("path:")
+
+
+@lru_cache(maxsize=65536)
+def bucket_day(bucket: str, tz: tzinfo | None) -> date:
+    """The local day of a 15-minute bucket (it never straddles a local midnight)."""
+    return parse_utc(bucket).astimezone(tz).date()
 
 
 def day_of(ts: str | None, tz: tzinfo | None) -> date | None:
-    return local_day(ts, tz) if ts else None
+    return parse_utc(ts).astimezone(tz).date() if ts else None
 
 
-def _period_key(by: str, ts: str | None, tz: tzinfo | None) -> str | None:
-    day = day_of(ts, tz)
-    if day is None:
-        return None
+def period_key(by: str, day: date) -> str:
     if by == "day":
         return day.isoformat()
     if by == "week":  # ISO weeks start on Monday
@@ -170,79 +214,81 @@ def _period_key(by: str, ts: str | None, tz: tzinfo | None) -> str | None:
     return day.strftime("%Y-%m")
 
 
-def _keys(by: str, entry: LedgerEntry, seg: Segment, tz: tzinfo | None) -> str | None:
+def _record_key(by: str, spend: Spend) -> str | None:
+    rec = spend.record
     match by:
         case "issue":
-            return seg.issue
+            return spend.issue
         case "pr":
-            prs = segment_prs(entry, seg)
-            return f"#{min(prs)}" if prs else None
+            return f"#{min(spend.prs)}" if spend.prs else None
         case "branch":
-            return seg.branch
+            return spend.branch
         case "session":
-            return entry.session_id
+            return rec.session_id
         case "commit":
-            return seg.commit
-        case "day" | "week" | "month":
-            return _period_key(by, seg.last_ts or entry.last_ts, tz)
+            return spend.commit
         case "author":
-            return entry.author
+            return rec.author
         case "repo":
-            return entry.repo
+            return display_repo(rec.repo)
         case "host":
-            return entry.host
+            return rec.host
         case "tool":
-            return entry.tool
+            return rec.tool
     raise ValueError(f"unknown grouping {by!r}")
 
 
-def iter_parts(entry: LedgerEntry, seg: Segment, by: str) -> Iterator[tuple[str | None, Decimal, Decimal, Tokens, int, int]]:
-    """(model or None, cost, authoritative part, tokens, requests, unpriced) of a segment.
+def _part_key(by: str, part: Part, tz: tzinfo | None) -> str:
+    if by == "model":
+        return part.model
+    return period_key(by, bucket_day(part.bucket, tz))
 
-    By model a segment splits into its models; otherwise it is one part.
-    """
-    if by == "model" and seg.models:
-        seg_cost = money(seg.cost_usd)
-        names = list(seg.models)
-        costs = [money(seg.models[n].cost_usd) for n in names]
-        # Each model's cost was rounded on its own when the ledger was written, so their sum can
-        # miss the segment's by a few 1e-10: the costliest model takes the remainder, so the total
-        # by model is the total by every other grouping.
-        biggest = max(range(len(names)), key=lambda i: (costs[i], names[i]))
-        costs[biggest] += seg_cost - sum(costs, Decimal(0))
-        # The ledger keeps the authoritative share per segment, not per model: a fully
-        # authoritative segment is authoritative in every model; a mixed one counts as estimated.
-        fully_authoritative = seg_cost != 0 and money(seg.authoritative_usd) == seg_cost
-        for name, cost in zip(names, costs, strict=True):
-            mu = seg.models[name]
-            yield (name, cost, cost if fully_authoritative else Decimal(0), Tokens.from_dict(mu.tokens.model_dump()),
-                   mu.requests, mu.unpriced_requests)
-        return
-    yield (None, money(seg.cost_usd), money(seg.authoritative_usd), Tokens.from_dict(seg.tokens.model_dump()),
-           seg.requests, seg.unpriced_requests)
+
+def _clip(spend: Spend, part: Part) -> tuple[str, str]:
+    """The record's first and last request, clipped to one part's bucket."""
+    start = parse_utc(part.bucket)
+    first, last = parse_utc(spend.record.first_ts), parse_utc(spend.record.last_ts)
+    lo, hi = max(first, start), min(last, start + _BUCKET - timedelta(microseconds=1))
+    if lo > hi:  # a v1 record keeps all its spend in its last bucket
+        lo = hi = min(max(last, start), start + _BUCKET)
+    return _iso(lo), _iso(hi)
+
+
+def _iso(moment: datetime) -> str:
+    return canonical_ts(moment.isoformat())
 
 
 def rollup(
-    entries: Iterable[LedgerEntry],
+    spends: Iterable[Spend],
     by: str,
     filters: Filters = Filters(),
     budget_for: Callable[[str, str], Decimal | None] | None = None,
 ) -> Rollup:
+    if by not in GROUPINGS:
+        raise ValueError(f"unknown grouping {by!r}")
     rows: dict[str, Row] = {}
     unattributed = Row("(unattributed)")
     total = Row("(total)")
-    # In time order, not the backend's: a row's commits (and related keys, and the tree's parts)
-    # then read as they happened, whichever order the JSON file or the memory API returned.
-    pairs = sorted(((entry, seg) for entry in entries for seg in entry.segments),
-                   key=lambda p: (p[1].last_ts or p[0].last_ts or "", p[0].session_id, p[1].first_ts or ""))
-    for entry, seg in pairs:
-        if not filters.keep(entry, seg):
+    per_part = by in _PER_PART or filters.by_day
+    for spend in spends:
+        if not filters.keep(spend):
             continue
-        for model, cost, auth, tokens, requests, unpriced in iter_parts(entry, seg, by):
-            key = model if by == "model" else _keys(by, entry, seg, filters.tz)
+        rec = spend.record
+        if not per_part:
+            key = _record_key(by, spend)
             row = unattributed if key is None else rows.setdefault(key, Row(key))
-            row.add(entry, seg, cost, tokens, auth, requests, unpriced)
-            total.add(entry, seg, cost, tokens, auth, requests, unpriced)
+            row.add(spend, rec.parts, rec.first_ts, rec.last_ts)
+            total.add(spend, rec.parts, rec.first_ts, rec.last_ts)
+            continue
+        record_key = None if by in _PER_PART else _record_key(by, spend)
+        for part in rec.parts:
+            if filters.by_day and not filters.keep_day(bucket_day(part.bucket, filters.tz)):
+                continue
+            key = _part_key(by, part, filters.tz) if by in _PER_PART else record_key
+            first, last = _clip(spend, part)
+            row = unattributed if key is None else rows.setdefault(key, Row(key))
+            row.add(spend, (part,), first, last)
+            total.add(spend, (part,), first, last)
     ordered = sorted(rows.values(), key=lambda r: (-r.cost, r.key))
     if budget_for is not None:
         for row in ordered:
@@ -256,17 +302,9 @@ def top(roll: Rollup, n: int) -> Rollup:
         return roll
     rest = Row(f"({len(roll.rows) - n} more)")
     for row in roll.rows[n:]:
-        for entry, seg, cost, tokens in row.parts:
-            rest.add(entry, seg, cost, tokens, Decimal(0), 0, 0)
-        rest.authoritative += row.authoritative
-        rest.requests += row.requests
-        rest.unpriced_requests += row.unpriced_requests
+        rest.absorb(row)
     return Rollup(roll.by, roll.rows[:n] + [rest], roll.unattributed, roll.total, roll.tz)
 
 
 def pct(part: Decimal, whole: Decimal) -> float:
     return float(round(100 * part / whole, 1)) if whole else 0.0
-
-
-def cache_pct_of(t: Tokens) -> float:
-    return cache_pct(t.input, t.cache_write, t.cache_read)

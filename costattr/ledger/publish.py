@@ -1,0 +1,76 @@
+"""Copying this machine's records to a shared backend, crash-safe and idempotent.
+
+The local store numbers its records in the order they were written (`seq`) and keeps, per
+target (a backend instance: its name and where it lives), how far the target has received them.
+Publishing sends what lies past the mark and moves the mark only once the backend accepted the
+batch. A run killed anywhere, a backend down for a week, a URL changed meanwhile: the records wait
+in the store, and the next run sends them; sending one twice is harmless (a union by id).
+
+There is no outbox of copies and no pending list to lose: the records themselves are the outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from costattr import logs
+from costattr.errors import CostattrError
+from costattr.ledger.base import Ledger
+from costattr.ledger.store import LocalStore
+
+
+def target_id(ledger: Ledger) -> str:
+    """Stable name of one backend instance (describe() never holds a secret)."""
+    digest = hashlib.sha256(f"{ledger.name}\0{ledger.describe()}".encode()).hexdigest()[:12]
+    return f"{ledger.name}-{digest}"
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {many or one + 's'}"
+
+
+@dataclass(slots=True)
+class PublishResult:
+    ok: bool
+    message: str  # one line
+    sent: int = 0  # records the backend accepted
+    waiting: int = 0  # records still waiting for it
+    warnings: list[str] = field(default_factory=list)
+
+
+def waiting(store: LocalStore, ledger: Ledger, repo: str | None) -> int:
+    records, _top = store.unsent(target_id(ledger), repo if ledger.scope == "repository" else None)
+    return len(records)
+
+
+def publish(store: LocalStore, ledger: Ledger, repo: str | None) -> PublishResult:
+    """Send `ledger` the records it has not received (for a per-repository backend: `repo`'s only).
+
+    Never raises for a backend failure: the records keep waiting, and the answer says why.
+    """
+    from costattr.ledger.memory_api import RemoteAuthError, RemoteUnavailable
+
+    target = target_id(ledger)
+    scope = repo if ledger.scope == "repository" else None
+    records, top = store.unsent(target, scope)
+    label = ledger.label
+    if not records:
+        return PublishResult(True, f"{label}: up to date")
+    try:
+        ledger.add(records)
+    except Exception as e:  # noqa: BLE001  # the hook must exit 0 whatever the backend does
+        kept = f"{plural(len(records), 'record')} wait in the local ledger"
+        if isinstance(e, RemoteAuthError):
+            message = f"{label} refused the credentials ({e.reason}); {kept}; fix {e.setting}, then run `costattr sync`"
+        elif isinstance(e, RemoteUnavailable):
+            message = f"{label} unreachable ({e.reason}); {kept}, `costattr sync` will send them"
+        elif isinstance(e, CostattrError):
+            message = f"{label} failed ({e.message.splitlines()[0] if e.message else type(e).__name__}); {kept}"
+        else:
+            logs.log_exception(f"publishing to {ledger.describe()} failed")
+            message = f"{label} failed unexpectedly ({type(e).__name__}, see the log); {kept}"
+        logs.log(message)
+        return PublishResult(False, message, waiting=len(records))
+    store.mark_sent(target, top, f"{ledger.label}: {ledger.describe()}", scope)
+    return PublishResult(True, f"{label}: published {plural(len(records), 'record')}", sent=len(records))
