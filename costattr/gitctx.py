@@ -48,10 +48,13 @@ class GitContext:
 
     @property
     def repo_id(self) -> str:
-        """This repository's identity in the ledger: `owner/name` from origin (every clone of it
-        agrees), else `path:<main work tree>` for a repository without a hosted remote."""
+        """This repository's identity in the ledger, the same in every clone: `owner/name` from a
+        hosted origin, else origin's URL (a path, a self-hosted server), else `path:<main work
+        tree>` for a repository with no remote at all."""
         if self.repo_slug:
             return self.repo_slug
+        if self.origin_url:
+            return self.origin_url
         return f"path:{self.worktrees[0] if self.worktrees else self.workdir}"
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from costattr.ledger.records import AnyRecord, LinkRecord
 from costattr.ledger.view import Spend
 from costattr.markdown import md_escape
 from costattr.models import Tokens
@@ -134,6 +135,10 @@ def _repo_matches(record_repo: str, wanted: set[str]) -> bool:
     return slug is None or slug in wanted
 
 
+def _slugs(repos: Iterable[str]) -> set[str]:
+    return {s for s in (repo_slug(r) for r in repos) if s}
+
+
 def select_pr_spend(
     spends: Iterable[Spend],
     pr_number: int,
@@ -153,7 +158,7 @@ def select_pr_spend(
     """
     commits = CommitMatcher(pr_commit_shas)
     branch = head_branch if head_branch and head_branch != base_branch else None
-    wanted = {s for s in (repo_slug(r) for r in repos) if s}
+    wanted = _slugs(repos)
     out: list[Spend] = []
     for spend in spends:
         if wanted and not _repo_matches(spend.record.repo, wanted):
@@ -161,6 +166,17 @@ def select_pr_spend(
         if pr_number in spend.prs or (branch is not None and spend.branch == branch) or spend.commit in commits:
             out.append(spend)
     return out
+
+
+def linked_branches(records: Iterable[AnyRecord], pr_number: int, *, repos: Collection[str] = ()) -> list[str]:
+    """The branches that `upload --pr` (or a `pr-link`) linked to PR `pr_number`, in `repos`.
+
+    Without the GitHub API this is the best word on the PR's head branch: the branch checked out
+    where the comment runs may be any other (issue 12: after a commit on another branch, the PR
+    collected that branch's spend)."""
+    wanted = _slugs(repos)
+    return sorted({r.branch for r in records if isinstance(r, LinkRecord) and r.pr == pr_number
+                   and (not wanted or _repo_matches(r.repo, wanted))})
 
 
 def unattributed_spend(spends: Iterable[Spend], selected: Sequence[Spend]) -> list[Spend]:

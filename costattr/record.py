@@ -8,7 +8,7 @@ One transaction in the local store per run:
    records for requests with no branch;
 4. add PR links (`--pr`, and links already made for a branch reach new sessions on it) and the
    rewrite of an amended commit;
-5. insert, mark the keys covered, drop the absorbed open records.
+5. insert, mark the keys covered and the absorbed open records absorbed.
 Nothing is ever recomputed from the transcripts, so what was recorded stays recorded.
 """
 
@@ -240,8 +240,6 @@ def upload(
     store: LocalStore | None = None,
 ) -> UploadResult:
     """Attribute the new requests and write their records (nothing with `dry_run`)."""
-    from costattr.ledger.migrate import migrate_v1_if_needed
-
     notices: list[str] = []
     by_session, price_date, skipped = session_events(git, cfg, session, notices=notices)
     now = now or now_iso()
@@ -258,9 +256,6 @@ def upload(
     out = UploadResult(point=point, skipped_lines=skipped, sessions=len(by_session), dry_run=dry_run,
                        messages=list(dict.fromkeys(notices)))
     store = store or local_store(cfg, git.workdir)
-    notice = migrate_v1_if_needed(store)
-    if notice:
-        out.messages.append(notice)
     wanted_prs = sorted(set(prs))
 
     class _DryRun(Exception):
@@ -279,17 +274,19 @@ def upload(
             tx.insert(out.records)
             for sid, evs in new.items():
                 tx.cover(where.repo, sid, [key_hash(e.key) for e in evs])
-            tx.delete(out.attribution.absorbed)
+            tx.absorb(out.attribution.absorbed)
             if dry_run:
                 raise _DryRun
     except _DryRun:
         pass
+    out.messages += store.notices
     if out.attribution.future:
         n = out.attribution.future
         out.messages.append(f"{n} request{'s' if n != 1 else ''} stamped more than 10 minutes in the future "
                             "kept open (a wrong clock or a damaged line); they never close into a commit")
     if not dry_run and cfg.budgets is not None and _has_budgets(cfg):
-        out.messages += budget_warnings(store, out.attribution.records, cfg)
+        taken = set(out.attribution.absorbed)  # counted when they were recorded: not new spend
+        out.messages += budget_warnings(store, out.attribution.records, cfg, [r for r in opened if r.id in taken])
     return out
 
 
@@ -360,7 +357,8 @@ def _links(tx: Transaction, repo: str, point: CommitPoint, new: list[SpendRecord
 
 def rewrite_records(tx: Transaction, repo: str, pairs: Iterable[tuple[str, str]], branch: str | None,
                     message_of, find_issues, now: str) -> list[RewriteRecord]:  # type: ignore[no-untyped-def]
-    """Rewrite records for every session with spend on an old commit (or on an earlier rewrite of it)."""
+    """Rewrite records for every session with spend made on `branch` on an old commit (or on an
+    earlier rewrite of it). The commit may still be on other branches: their spend stays."""
     out: list[RewriteRecord] = []
     for old, new in pairs:
         if old == new:
@@ -368,8 +366,8 @@ def rewrite_records(tx: Transaction, repo: str, pairs: Iterable[tuple[str, str]]
         message = message_of(new) if callable(message_of) else message_of
         issue, related = find_issues(branch, message)
         first = cap((message or "").strip().splitlines()[0], "message") if message else None
-        for sid in sorted(tx.closed_on(repo, old)):
-            out.append(RewriteRecord(rewrite_id(repo, sid, old, new), sid, repo, old, new, first,
+        for sid in sorted(tx.closed_on(repo, old, branch)):
+            out.append(RewriteRecord(rewrite_id(repo, sid, branch, old, new), sid, repo, branch, old, new, first,
                                      cap(issue, "issue"), tuple(k for k in related if k != issue), now))
     return out
 
@@ -379,8 +377,9 @@ def _has_budgets(cfg: Config) -> bool:
     return bool(b.issue or b.branch or b.day is not None or b.week is not None or b.month is not None)
 
 
-def budget_warnings(store: LocalStore, new: list[SpendRecord], cfg: Config) -> list[str]:
+def budget_warnings(store: LocalStore, new: list[SpendRecord], cfg: Config,
+                    absorbed: Iterable[SpendRecord] = ()) -> list[str]:
     """One line per issue or branch this upload pushed past its configured budget."""
     from costattr.report.budget import crossed_budgets
 
-    return crossed_budgets(store, new, cfg.budgets)
+    return crossed_budgets(store, new, cfg.budgets, absorbed)

@@ -63,9 +63,11 @@ def link(session: str, branch: str, pr: int, *, repo: str = "acme/app", source: 
     return LinkRecord(link_id(repo, session, branch, pr), session, repo, branch, pr, source)
 
 
-def rewrite(session: str, old: str, new: str, *, repo: str = "acme/app", message: str | None = None,
-            issue: str | None = None, related: Sequence[str] = ()) -> RewriteRecord:
-    return RewriteRecord(rewrite_id(repo, session, old, new), session, repo, old, new, message, issue, tuple(related))
+def rewrite(session: str, old: str, new: str, *, repo: str = "acme/app", branch: str | None = "main",
+            message: str | None = None, issue: str | None = None, related: Sequence[str] = ()) -> RewriteRecord:
+    """`branch` must be the branch of the records on `old` that should follow."""
+    return RewriteRecord(rewrite_id(repo, session, branch, old, new), session, repo, branch, old, new, message, issue,
+                         tuple(related))
 
 
 def store_with(records: Iterable[AnyRecord], path: Path | None = None) -> LocalStore:

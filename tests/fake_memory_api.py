@@ -5,9 +5,10 @@
 
 X-API-Key is checked (401). `mode` switches failure behaviour: "ok", "error" (HTTP 503),
 "forbidden" (HTTP 403),
-"slow" (sleeps `delay` before answering), "malformed" (200 with broken JSON), "huge" (a body
-bigger than any sane cap), "hang" (never answers). stop()/start() keep the same port, so a
-client sees "down" and then "back".
+"slow" (sleeps `delay` before answering), "malformed" (200 with broken JSON), "null" (200 with
+`{"data": null}`, as a server with a damaged file answers), "huge" (a body bigger than any sane
+cap), "hang" (never answers). stop()/start() keep the same port, so a client sees "down" and
+then "back". `records()` lists the costattr records the file's entries carry (what the truth is).
 """
 
 from __future__ import annotations
@@ -79,6 +80,16 @@ class FakeMemoryApi:
             data[sid] = entry
             self.files[path] = (version + 1, data)
 
+    def delete(self, path: str = "agent-costs") -> None:
+        """The file removed on the server (an admin, a reset): GET answers 404 again."""
+        with self.lock:
+            self.files.pop(path, None)
+
+    def records(self, path: str = "agent-costs") -> list[dict[str, Any]]:
+        """Every raw record in the file's entries, duplicates included (a test counts them)."""
+        return [r for entry in self.data(path).values() if isinstance(entry, dict)
+                for r in entry.get("records") or [] if isinstance(r, dict)]
+
     def count(self, method: str, status: int | None = None) -> int:
         return sum(1 for m, s in self.requests if m == method and (status is None or s == status))
 
@@ -124,6 +135,9 @@ class FakeMemoryApi:
                     return True
                 if mode == "malformed":
                     self._send(200, b'{"path": "agent-costs", "data": {"s1": ')
+                    return True
+                if mode == "null":
+                    self._send(200, b'{"path": "agent-costs", "data": null}', {"ETag": '"7"'})
                     return True
                 if mode == "huge":
                     chunk = b" " * (1 << 20)

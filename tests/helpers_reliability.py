@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from decimal import Decimal
-
+from costattr.ledger.records import dec
 from costattr.ledger.store import STORE_NAME, LocalStore
 from costattr.ledger.view import session_entries, visible
 from costattr.testing.gitrepo import commit, git, make_repo
@@ -55,14 +56,15 @@ def ledger_file(home: Path) -> Path:
     return home / STORE_NAME
 
 
-def read_records(home: Path) -> dict[str, Any]:
-    """The store's records, validated by the real decoder; a record set aside fails the test."""
+def read_records(home: Path, set_aside: int = 0) -> dict[str, Any]:
+    """The store's records, validated by the real decoder; a record set aside fails the test
+    (unless the test put exactly `set_aside` bad ones there)."""
     path = ledger_file(home)
     if not path.exists():
         return {}
     with LocalStore(path) as store:
         read = store.read()
-    assert read.set_aside.count == 0, read.set_aside.summary()
+    assert read.set_aside.count == set_aside, read.set_aside.summary()
     return read.records
 
 
@@ -71,11 +73,12 @@ def read_entries(home: Path) -> dict[str, Any]:
     return session_entries(read_records(home))
 
 
-def figures(home: Path) -> dict[str, dict[str, Any]]:
+def figures(home: Path, set_aside: int = 0) -> dict[str, dict[str, Any]]:
     """Everything a report shows, per session: the entry's figures and its spend per (state,
     branch, commit). Not the records themselves: two hooks racing may record one session's new
-    requests in two records where one clean upload writes one, with the same figures."""
-    records = read_records(home)
+    requests in two records where one clean upload writes one, with the same figures.
+    `set_aside`: the number of invalid records the test planted (left out, as reports leave them)."""
+    records = read_records(home, set_aside)
     out: dict[str, dict[str, Any]] = {}
     for sid, entry in session_entries(records).items():
         out[sid] = {k: v for k, v in entry.items() if k not in ("updated_at", "branch", "records")}
@@ -86,7 +89,8 @@ def figures(home: Path) -> dict[str, dict[str, Any]]:
         slot[0] += s.record.requests
         slot[1] += s.record.cost
     for sid, groups in by.items():
-        out[sid]["spend"] = sorted((*k[:2], k[2] or "", k[3] or "", n, str(c)) for k, (n, c) in groups.items())
+        # dec(): the exact amount without trailing zeros, which depend on how many parts were summed
+        out[sid]["spend"] = sorted((*k[:2], k[2] or "", k[3] or "", n, dec(c)) for k, (n, c) in groups.items())
     return out
 
 
@@ -204,6 +208,29 @@ def wait_all(procs: Iterable[subprocess.Popen[str]], timeout: float = 120) -> li
         stdout, stderr = p.communicate(timeout=timeout)
         out.append((p.returncode, stdout, stderr))
     return out
+
+
+def store_dump(home: Path) -> list[str]:
+    """Everything the store holds (every table, as SQL), to compare states before and after a
+    kill. Opened as the next costattr process would: a killed writer's WAL is recovered first."""
+    conn = sqlite3.connect(ledger_file(home))
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def assert_store_intact(home: Path) -> None:
+    """No store yet, or one SQLite's own integrity check passes; and the ledger is valid
+    (assert_valid_ledger)."""
+    assert_valid_ledger(home)
+    if not ledger_file(home).exists():
+        return
+    conn = sqlite3.connect(ledger_file(home))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
 
 
 def assert_valid_ledger(home: Path) -> None:

@@ -1,5 +1,7 @@
-"""`costattr comment`: PR spend selection, the Markdown body, and the sticky upsert against a real
-HTTP server speaking GitHub REST (tests/fake_github.py), through the real PyGithub client."""
+"""`costattr comment`: PR spend selection over v2 records, the Markdown body, and the sticky upsert
+against a real HTTP server speaking GitHub REST (tests/fake_github.py), through the real PyGithub
+client. Ledgers are real: records in the isolated local store (tests/builders.py), or written by
+the installed hook on real `git commit`s."""
 
 from __future__ import annotations
 
@@ -7,29 +9,38 @@ import datetime as dt
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
+from builders import link, part, rewrite, spend, store_with
 from fake_github import FakeGitHub  # tests/ is on sys.path (rootdir conftest)
+from helpers_claude import append_claude, claude_line
+from helpers_reliability import run_cli
 
 from costattr.cli import main
 from costattr.github import describe_reset, is_marked, parse_remote_slug, pr_number_from_event, same_body
-from costattr.ledger import JsonLedger
-from costattr.models import LedgerEntry, ModelUsage, Segment, TokensModel
+from costattr.ledger.records import AnyRecord, SpendRecord, cap
+from costattr.ledger.store import LocalStore
+from costattr.ledger.view import Spend, visible
 from costattr.pr_comment import (
     GITHUB_BODY_LIMIT,
     MARKER,
     MAX_BODY_CHARS,
     CommitMatcher,
+    linked_branches,
     md_escape,
     render_comment,
     repo_slug,
     safe_url,
-    select_pr_segments,
-    unattributed_segments,
+    select_pr_spend,
+    summarise,
+    unattributed_spend,
+    usd,
 )
+from costattr.testing import gitrepo
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "acme/app"
@@ -37,48 +48,61 @@ BRANCH = "feature/PROJ-123-payment-retries"
 SHA1 = "b6fdb5a" + "1" * 33
 SHA2 = "c0ffee0" + "2" * 33
 SHA_MAIN = "deadbee" + "3" * 33
+SHA_OLD = "0dd0dd0" + "4" * 33
 HOSTILE_BRANCH = "x|y`<script>alert(1)</script>](javascript:alert(1))@octocat*_~#1\nnext"
 HOSTILE_MESSAGE = "feat: **bold** | pipe <img src=x onerror=alert(1)> [click](javascript:alert(1)) @here\r\n`rm -rf`"
+S1 = "3e80164a-aaaa-bbbb-cccc-000000000001"
+S2 = "16b3488a-aaaa-bbbb-cccc-000000000002"
 
 
 # ------------------------------------------------------------------------------------------------
 # builders
 
 
-def seg(
+def rec(
+    session: str = S1,
+    *,
     branch: str | None = BRANCH,
     commit: str | None = SHA1,
-    cost: float = 1.25,
-    *,
-    prs: tuple[int, ...] = (),
+    cost: str = "1.25",
+    state: str | None = None,
     issue: str | None = "PROJ-123",
     message: str | None = "feat: add retry policy",
     model: str = "claude-sonnet-4-5-20250929",
     requests: int = 4,
     unpriced: int = 0,
-    authoritative: float = 0.0,
+    authoritative: str = "0",
     ts: str = "2026-01-05T10:00:00Z",
+    repo: str = REPO,
+    tool: str = "claude",
     note: str | None = None,
-) -> Segment:
-    tokens = TokensModel(input=100, output=200, cache_write_5m=100, cache_read=800)
-    return Segment(
-        branch=branch, commit=commit, issue=issue, prs=list(prs), commit_message=message, tokens=tokens,
-        cost_usd=cost, requests=requests, unpriced_requests=unpriced, authoritative_usd=authoritative,
-        first_ts=ts, last_ts=ts, note=note,
-        models={model: ModelUsage(requests=requests, cost_usd=cost, unpriced_requests=unpriced, tokens=tokens)},
-    )
+    closes: Sequence[str] = (),
+    prices: str | None = "2026-01-15",
+) -> SpendRecord:
+    """One spend record with one part; tokens in a fixed 80% cache-hit ratio. The state follows
+    from what it is attributed to unless given: a commit closes it, a branch alone leaves it open."""
+    if state is None:
+        state = "closed" if commit else "open" if branch else "unattributed"
+    if state == "unattributed":
+        issue = None
+    p = part(ts, model, cost=cost, requests=requests, unpriced=unpriced, authoritative=authoritative,
+             input=100, output=200, cache_write_5m=100, cache_read=800)
+    return spend(session, repo=repo, state=state, branch=branch, commit=commit, issue=issue, message=message,
+                 note=note, first_ts=ts, parts=[p], tool=tool, closes=closes, prices=prices)
 
 
-def entry(sid: str, *segments: Segment, tool: str = "claude", prs: tuple[int, ...] = (), repo: str | None = REPO,
-          price_date: str | None = "2026-01-15", branch: str | None = None) -> LedgerEntry:
-    return LedgerEntry(
-        session_id=sid, tool=tool, prs=list(prs), repo=repo, segments=list(segments), updated_at=1.0, branch=branch,
-        cost_usd=sum(s.cost_usd for s in segments), price_table_date=price_date,
-    )
+def pick(records: Iterable[AnyRecord], pr: int = 12, head: str | None = BRANCH, shas: Iterable[str] = (),
+         **kw: object) -> list[Spend]:
+    """The PR's spend as `costattr comment` selects it: visible records, then the PR's rules."""
+    return select_pr_spend(visible(records), pr, head, shas, **kw)  # type: ignore[arg-type]
 
 
-def write_ledger(*entries: LedgerEntry) -> None:
-    JsonLedger().upsert(entries)
+def ids(items: Iterable[Spend | SpendRecord]) -> list[str]:
+    return sorted((x.record if isinstance(x, Spend) else x).id for x in items)
+
+
+def write_ledger(*records: AnyRecord) -> None:
+    store_with(records).close()
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -87,12 +111,21 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def table_rows(body: str) -> list[str]:
-    return [line for line in body.splitlines() if line.startswith("|")]
+def headline_total(body: str) -> str:
+    """The PR's total as the comment's first figure shows it (`**$7.52** · cache hit rate ...`)."""
+    m = re.search(r"^\*\*(\$[\d,.]+)\*\* · cache hit rate", body, re.M)
+    assert m, body
+    return m[1]
 
 
 # ------------------------------------------------------------------------------------------------
 # fixtures
+
+
+def outside_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GitHub Actions variables from the machine running the tests (CI sets them)."""
+    for var in ("GITHUB_ACTIONS", "GITHUB_HEAD_REF", "GITHUB_BASE_REF", "GITHUB_EVENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
@@ -104,9 +137,8 @@ def fake() -> Iterator[FakeGitHub]:
 
 @pytest.fixture
 def gh_env(fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeGitHub:
-    monkeypatch.chdir(tmp_path)  # not a git repository: default config, JSON ledger
-    for var in ("GITHUB_ACTIONS", "GITHUB_HEAD_REF", "GITHUB_BASE_REF", "GITHUB_EVENT_NAME"):
-        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # not a git repository: default config, the local ledger
+    outside_actions(monkeypatch)
     monkeypatch.setenv("GITHUB_TOKEN", fake.token)
     monkeypatch.setenv("GITHUB_API_URL", fake.url)
     monkeypatch.setenv("GITHUB_REPOSITORY", REPO)
@@ -115,11 +147,13 @@ def gh_env(fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 @pytest.fixture
 def pr_ledger() -> None:
+    """PR #12's spend is $7.52 (S1: $5.12 on SHA1 and $0.50 on SHA2; S2: $1.90 on SHA2); main's $40
+    is not the PR's."""
     write_ledger(
-        entry("3e80164a-aaaa-bbbb-cccc-000000000001", seg(commit=SHA1, cost=5.12),
-              seg(commit=SHA2, cost=0.5, message="fix: backoff", ts="2026-01-06T10:00:00Z")),
-        entry("16b3488a-aaaa-bbbb-cccc-000000000002", seg(commit=SHA2, cost=1.90, model="gpt-5"), tool="codex"),
-        entry("99999999-main-only", seg(branch="main", commit=SHA_MAIN, cost=40.0)),
+        rec(S1, commit=SHA1, cost="5.12"),
+        rec(S1, commit=SHA2, cost="0.5", message="fix: backoff", ts="2026-01-06T10:00:00Z"),
+        rec(S2, commit=SHA2, cost="1.90", model="gpt-5", tool="codex"),
+        rec("99999999-main-only", branch="main", commit=SHA_MAIN, cost="40.0"),
     )
 
 
@@ -168,10 +202,7 @@ def test_safe_url_refuses_other_schemes_and_encodes_parentheses() -> None:
     assert url is not None and not set(" ()<>") & set(url)
 
 
-def test_hostile_branch_and_message_cannot_break_the_comment() -> None:
-    hostile = entry("sess-1", seg(branch=HOSTILE_BRANCH, message=HOSTILE_MESSAGE, model="m|<b>@x", prs=(12,)))
-    selected = select_pr_segments([hostile], 12, HOSTILE_BRANCH, [])
-    body = render_comment(selected, pr_number=12, head_branch=HOSTILE_BRANCH)
+def _assert_safe_body(body: str) -> None:
     assert body.count(MARKER) == 1 and body.startswith(MARKER)
     for bad in ("<script", "<img", "](javascript", "@octocat", "@here", "@x", "`rm", "**bold**"):
         assert bad not in body, bad
@@ -182,6 +213,24 @@ def test_hostile_branch_and_message_cannot_break_the_comment() -> None:
             assert {r.count("|") for r in rows} == {rows[0].count("|")}, block
     # The only HTML is ours.
     assert set(re.findall(r"</?([a-z]+)", body)) <= {"details", "summary", "sub"}
+
+
+def test_hostile_branch_message_model_and_issue_cannot_break_the_comment() -> None:
+    # Every string a developer's machine puts in a record, at the longest a record may hold it, and
+    # read back through the store's validation (a record over a cap would be set aside, not shown).
+    hostile = rec("sess-1|`x`", branch=cap(HOSTILE_BRANCH * 4, "branch"), message=cap(HOSTILE_MESSAGE * 3, "message"),
+                  model="m|<b>@x", issue="<b>@x|", tool="<i>evil|", prices="<script>")
+    renamed = rewrite("sess-1|`x`", SHA1, SHA2, branch=hostile.branch, message=HOSTILE_MESSAGE,
+                      issue="[x](javascript:1)")
+    write_ledger(hostile, renamed, link("sess-1|`x`", hostile.branch or "", 12))
+    with LocalStore() as store:
+        read = store.read()
+    assert read.set_aside.count == 0, read.set_aside.summary()
+    selected = pick(read.records.values(), head=HOSTILE_BRANCH, shas=[SHA2])
+    assert [s.record.id for s in selected] == [hostile.id]
+    body = render_comment(selected, pr_number=12, head_branch=HOSTILE_BRANCH, price_table_date="<script>",
+                          issue_url=lambda key: f"javascript:alert('{key}')")
+    _assert_safe_body(body)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -196,48 +245,91 @@ def test_commit_matcher_full_and_prefix() -> None:
     assert SHA1 in CommitMatcher([SHA1[:7]]), "a short SHA from the API side matches a full one"
 
 
-def test_select_by_pr_branch_and_commit_each_segment_once() -> None:
-    by_seg_pr = seg(branch="other", commit=None, prs=(12,))
-    by_entry_pr = seg(branch="elsewhere", commit=None)
-    other_pr = seg(branch="next-branch", commit=None, prs=(13,))
-    by_branch = seg(branch=BRANCH, commit=None)
-    by_commit = seg(branch="renamed", commit=SHA2[:7])
-    all_rules = seg(branch=BRANCH, commit=SHA1, prs=(12,))
-    unrelated = seg(branch="main", commit=SHA_MAIN)
-    entries = {
-        "a": entry("a", by_seg_pr, by_branch, by_commit, all_rules, unrelated),
-        # `upload --pr` links the entry's branch (where the session was when it was linked)
-        "b": entry("b", by_entry_pr, other_pr, prs=(12, 13), branch="elsewhere"),
-    }
-    picked = [s for _, s in select_pr_segments(entries, 12, BRANCH, [SHA1, SHA2])]
-    assert picked == [by_seg_pr, by_branch, by_commit, all_rules, by_entry_pr]
-    assert len({id(s) for s in picked}) == len(picked)
+def test_select_by_link_head_branch_and_commit_each_record_once() -> None:
+    by_link = rec("a", branch="other", commit=None)
+    by_branch = rec("a", branch=BRANCH, commit=None, ts="2026-01-05T11:00:00Z")
+    by_commit = rec("a", branch="renamed", commit=SHA2[:7])
+    all_rules = rec("a", branch=BRANCH, commit=SHA1)
+    unrelated = rec("a", branch="main", commit=SHA_MAIN)
+    linked_b = rec("b", branch="elsewhere", commit=None)
+    other_pr = rec("b", branch="next-branch", commit=None)
+    # `upload --pr` links a session's spend on one branch: b's spend on a third branch stays out
+    # even though b is linked to #12 (issue 12's "PR links drift").
+    b_elsewhere = rec("b", branch="third-branch", commit=None)
+    # Another repository's link to #12 for the same session and branch links nothing here.
+    foreign_link = link("c", "wip", 12, repo="other/app")
+    c_wip = rec("c", branch="wip", commit=None)
+    records = [by_link, by_branch, by_commit, all_rules, unrelated, linked_b, other_pr, b_elsewhere, c_wip,
+               link("a", "other", 12), link("a", BRANCH, 12), link("b", "elsewhere", 12), link("b", "elsewhere", 13),
+               link("b", "next-branch", 13), foreign_link]
+    picked = pick(records, shas=[SHA1, SHA2])
+    assert ids(picked) == ids([by_link, by_branch, by_commit, all_rules, linked_b])
+    assert len({s.record.id for s in picked}) == len(picked)
+    assert {s.record.id: s.prs for s in picked}[linked_b.id] == (12, 13)
 
 
-def test_select_ignores_other_repositories_but_keeps_unknown_ones() -> None:
-    entries = [
-        entry("mine", seg(), repo="https://github.com/Acme/App.git"),
-        entry("theirs", seg(), repo="other/app"),
-        entry("unknown", seg(), repo=None),
-        entry("local-path", seg(), repo="/home/dev/src/app"),
-    ]
-    picked = {e.session_id for e, _ in select_pr_segments(entries, 12, BRANCH, [], repos=[REPO])}
-    assert picked == {"mine", "unknown", "local-path"}
+def test_an_open_record_closed_into_a_commit_counts_once() -> None:
+    opened = rec("a", branch=BRANCH, commit=None, cost="2.00")
+    closed = rec("a", branch=BRANCH, commit=SHA1, cost="2.50", closes=[opened.id], ts="2026-01-05T11:00:00Z")
+    picked = pick([opened, closed], shas=[SHA1])
+    assert ids(picked) == [closed.id]
+    assert summarise(picked).totals.cost == Decimal("2.50")
+
+
+def test_a_rewritten_commit_resolves_to_the_prs_commit() -> None:
+    # Spend recorded on SHA_OLD, then amended into SHA2 (the SHA the PR lists): it is the PR's,
+    # shown on SHA2 with the amended message and its issue key; the old SHA and issue do not linger.
+    amended = rec("a", branch="wip-local", commit=SHA_OLD, issue="PROJ-9", message="wip")
+    records = [amended, rewrite("a", SHA_OLD, SHA2, branch="wip-local", message="feat: retries for PROJ-123",
+                                issue="PROJ-123")]
+    picked = pick(records, head=None, shas=[SHA2])
+    assert [(s.record.id, s.commit, s.issue) for s in picked] == [(amended.id, SHA2, "PROJ-123")]
+    body = render_comment(picked, pr_number=12)
+    assert SHA2[:7] in body and "feat: retries for PROJ-123" in body and "Linked issue: PROJ-123" in body
+    assert SHA_OLD[:7] not in body and "PROJ-9" not in body and "wip" not in body
+    # A rewrite in another repository says nothing about this one's commits.
+    assert pick([amended, rewrite("a", SHA_OLD, SHA2, repo="other/app", branch="wip-local")], head=None,
+                shas=[SHA2]) == []
+
+
+def test_select_ignores_other_repositories_but_keeps_local_ones() -> None:
+    mine = rec("mine", repo="Acme/App")
+    theirs = rec("theirs", repo="other/app")
+    local = rec("local-path", repo="path:/home/dev/src/app")
+    # A work tree without a hosted remote is identified by its path, which may end in two names
+    # that look like another repository's slug: still kept (hiding spend is worse than showing it).
+    local_lookalike = rec("local-lookalike", repo="path:/home/dev/other/app")
+    picked = pick([mine, theirs, local, local_lookalike], repos=[REPO])
+    assert ids(picked) == ids([mine, local, local_lookalike])
+    assert ids(pick([mine, theirs, local])) == ids([mine, theirs, local]), "no repos given: no filter"
 
 
 def test_fork_pr_from_main_does_not_collect_all_of_main() -> None:
-    entries = [entry("main-work", seg(branch="main", commit=SHA_MAIN)),
-               entry("pr-work", seg(branch="main", commit=SHA1))]
-    picked = select_pr_segments(entries, 12, "main", [SHA1], repos=[REPO, "contrib/app"], base_branch="main")
-    assert [e.session_id for e, _ in picked] == ["pr-work"]
+    main_work = rec("main-work", branch="main", commit=SHA_MAIN)
+    pr_work = rec("pr-work", branch="main", commit=SHA1)
+    picked = pick([main_work, pr_work], head="main", shas=[SHA1], repos=[REPO, "contrib/app"], base_branch="main")
+    assert [s.session_id for s in picked] == ["pr-work"]
 
 
-def test_unattributed_is_branchless_spend_of_the_prs_sessions() -> None:
-    lost = seg(branch=None, commit=None, cost=0.4)
-    detached = seg(branch=None, commit=SHA_MAIN)
-    entries = [entry("s", seg(), lost, detached), entry("other", seg(branch=None, commit=None))]
-    selected = select_pr_segments(entries, 12, BRANCH, [])
-    assert unattributed_segments(entries, selected) == [(entries[0], lost)]
+def test_unattributed_is_the_prs_sessions_spend_tied_to_no_branch() -> None:
+    lost = rec("s", branch=None, commit=None, cost="0.4")
+    before_base = rec("s", branch=None, commit=None, cost="0.3", note="before --base", ts="2026-01-04T10:00:00Z")
+    detached = rec("s", branch="HEAD", commit=SHA_MAIN)  # a commit on a detached HEAD: attributed
+    someone_elses = rec("other", branch=None, commit=None)
+    records = [rec("s"), lost, before_base, detached, someone_elses]
+    spends = visible(records)
+    selected = select_pr_spend(spends, 12, BRANCH, [])
+    assert [s.session_id for s in selected] == ["s"]
+    assert ids(unattributed_spend(spends, selected)) == ids([lost, before_base])
+    assert summarise(selected, unattributed_spend(spends, selected)).unattributed.cost == Decimal("0.7")
+
+
+def test_linked_branches_are_this_repositorys_links_to_the_pr() -> None:
+    records = [link("a", "feature/x", 7), link("b", "feature/x", 7), link("c", "feature/y", 7),
+               link("a", "feature/z", 8), link("d", "feature/w", 7, repo="other/app"), rec("a")]
+    assert linked_branches(records, 7, repos=[REPO]) == ["feature/x", "feature/y"]
+    assert linked_branches(records, 7) == ["feature/w", "feature/x", "feature/y"]
+    assert linked_branches(records, 9, repos=[REPO]) == []
 
 
 def test_repo_slug_and_remote_parsing() -> None:
@@ -254,22 +346,22 @@ def test_repo_slug_and_remote_parsing() -> None:
 
 
 def test_render_shows_total_first_then_issues_sessions_and_folded_details() -> None:
-    entries = [
-        entry("3e80164a-1111", seg(commit=SHA1, cost=5.12, authoritative=1.0),
-              seg(commit=SHA2, cost=0.5, issue="#42", message="fix: backoff"),
-              seg(branch=None, commit=None, cost=0.4)),
-        entry("16b3488a-2222", seg(commit=SHA2, cost=1.9, model="mystery-model", unpriced=3, message=None),
-              tool="codex"),
+    records = [
+        rec("3e80164a-1111", commit=SHA1, cost="5.12", authoritative="1.0"),
+        rec("3e80164a-1111", commit=SHA2, cost="0.5", issue="#42", message="fix: backoff"),
+        rec("3e80164a-1111", branch=None, commit=None, cost="0.4"),
+        rec("16b3488a-2222", commit=SHA2, cost="1.9", model="mystery-model", unpriced=3, message=None, tool="codex"),
     ]
-    selected = select_pr_segments(entries, 12, BRANCH, [SHA1, SHA2])
+    spends = visible(records)
+    selected = select_pr_spend(spends, 12, BRANCH, [SHA1, SHA2])
     urls = {"PROJ-123": "https://acme.atlassian.net/browse/PROJ-123", "#42": "javascript:alert(1)"}
     body = render_comment(selected, pr_number=12, head_branch=BRANCH, price_table_date="2026-01-15",
-                          issue_url=urls.get, unattributed=unattributed_segments(entries, selected))
+                          issue_url=urls.get, unattributed=unattributed_spend(spends, selected))
     lines = body.splitlines()
     assert lines[0] == MARKER
     assert lines[1].startswith("### ") and "PR #12" in lines[1] and BRANCH in lines[1]
     assert lines[3].startswith("**$7.52** · cache hit rate **80.0%**")
-    assert "2 sessions" in lines[3] and "2 commits" in lines[3]
+    assert "2 sessions" in lines[3] and "2 commits" in lines[3] and "12 requests" in lines[3]
     assert "[PROJ-123](https://acme.atlassian.net/browse/PROJ-123)" in body
     assert "javascript" not in body and "#42" in body  # unsafe link dropped; GitHub links #42 itself
     assert "| `3e80164a` | Claude Code |" in body and "| `16b3488a` | Codex |" in body
@@ -280,39 +372,43 @@ def test_render_shows_total_first_then_issues_sessions_and_folded_details() -> N
     assert "price table of 2026-01-15" in body
     assert "$6.52 estimated" in body and "$1.00 as recorded" in body
     assert "3 requests used models with no known price (mystery-model)" in body
-    assert "$0.40" in body and "unattributed" in body
+    assert "$0.40 of these sessions' spend (4 requests) is unattributed" in body
     assert len(body) < MAX_BODY_CHARS
 
 
 def test_render_is_stable_so_unchanged_spend_means_no_edit() -> None:
-    entries = [entry("s1", seg()), entry("s2", seg(commit=SHA2))]
-    a = render_comment(select_pr_segments(entries, 12, BRANCH, []), pr_number=12, head_branch=BRANCH)
-    b = render_comment(select_pr_segments(list(reversed(entries)), 12, BRANCH, []), pr_number=12, head_branch=BRANCH)
+    records = [rec("s1"), rec("s2", commit=SHA2), link("s1", BRANCH, 12)]
+    a = render_comment(pick(records), pr_number=12, head_branch=BRANCH)
+    b = render_comment(pick(list(reversed(records))), pr_number=12, head_branch=BRANCH)
     assert a == b
 
 
-def test_render_stays_under_github_limit_with_5000_segments() -> None:
-    entries = [
-        entry(f"{i:08x}-session", *[
-            seg(commit=f"{i:04x}{j:03x}" + "a" * 33, cost=0.01 * (j + 1), message=HOSTILE_MESSAGE * 3,
-                model=f"model-{j % 40}-" + "x" * 50, ts=f"2026-01-{1 + j % 28:02d}T00:00:00Z")
-            for j in range(50)
-        ])
-        for i in range(100)
-    ]
-    selected = select_pr_segments(entries, 12, BRANCH, [])
+def test_render_stays_under_github_limit_with_5000_records() -> None:
+    # Through the real store: 5,000 records written, read back, resolved and selected.
+    write_ledger(*[
+        rec(f"{i:08x}-session", commit=f"{i:04x}{j:03x}" + "a" * 33, cost=str(Decimal("0.01") * (j + 1)),
+            message=cap(HOSTILE_MESSAGE * 3, "message"), model=f"model-{j % 40}-" + "x" * 50,
+            ts=f"2026-01-{1 + j % 28:02d}T00:00:00Z")
+        for i in range(100) for j in range(50)
+    ])
+    with LocalStore() as store:
+        read = store.read()
+    assert read.set_aside.count == 0 and len(read.records) == 5000
+    selected = pick(read.records)
     assert len(selected) == 5000
     body = render_comment(selected, pr_number=12, head_branch=BRANCH * 5)
     assert len(body) <= MAX_BODY_CHARS < GITHUB_BODY_LIMIT
     assert re.search(r"…and [\d,]+ more commits not shown \([\d,]+ of 5,000 listed\)", body)
     assert re.search(r"…and [\d,]+ more sessions not shown", body)
     assert body.count("<details>") == body.count("</details>")
+    assert headline_total(body) == "$1,275.00"  # 100 sessions × (0.01 + 0.02 + ... + 0.50)
+    _assert_safe_body(body)
 
 
 def test_render_shrinks_tables_to_fit_before_cutting() -> None:
-    entries = [entry(f"s{i:03d}", *[seg(commit=f"{i:03x}{j:04x}" + "c" * 33, message="m" * 200) for j in range(20)])
-               for i in range(30)]
-    body = render_comment(select_pr_segments(entries, 12, BRANCH, []), pr_number=12, max_chars=8000)
+    records = [rec(f"s{i:03d}", commit=f"{i:03x}{j:04x}" + "c" * 33, message="m" * 200)
+               for i in range(30) for j in range(20)]
+    body = render_comment(pick(records), pr_number=12, max_chars=8000)
     assert len(body) <= 8000
     assert "cut to fit" not in body, "shrinking the tables was enough"
     shown = int(re.search(r"more commits not shown \(([\d,]+) of 600 listed\)", body)[1])  # type: ignore[index]
@@ -321,11 +417,10 @@ def test_render_shrinks_tables_to_fit_before_cutting() -> None:
 
 
 def test_render_hard_cap_never_exceeded() -> None:
-    entries = [entry("s", *[seg(commit=f"{j:07x}" + "b" * 33, message="m" * 200) for j in range(300)])]
-    selected = select_pr_segments(entries, 12, BRANCH, [])
-    for cap in (3000, 1500, 900):
-        body = render_comment(selected, pr_number=12, max_chars=cap)
-        assert len(body) <= cap and body.startswith(MARKER)
+    selected = pick([rec("s", commit=f"{j:07x}" + "b" * 33, message="m" * 200) for j in range(300)])
+    for limit in (3000, 1500, 900):
+        body = render_comment(selected, pr_number=12, max_chars=limit)
+        assert len(body) <= limit and body.startswith(MARKER)
         assert body.count("<details>") == body.count("</details>")
     assert "cut to fit" in body, "the last resort: cut at a line, say so"
 
@@ -377,7 +472,6 @@ def test_fake_github_paginates_like_github(fake: FakeGitHub) -> None:
     assert pages == [None, "2"]
 
 
-
 def test_first_run_creates_second_run_edits_in_place_behind_many_comments(
     gh_env: FakeGitHub, pr_ledger: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -397,8 +491,9 @@ def test_first_run_creates_second_run_edits_in_place_behind_many_comments(
     assert ours.body.startswith(MARKER) and "$7.52" in ours.body and "$40" not in ours.body
     assert any(r.query.get("page") == "2" for r in fake.calls("GET", r"/issues/12/comments$")), "walked every page"
 
-    # New spend on the branch: the same comment is edited, nothing is posted.
-    write_ledger(entry("new-session", seg(commit=None, cost=2.0)))
+    # New spend on the branch, not committed yet (an open record): the same comment is edited.
+    opened = rec("new-session", commit=None, cost="2.0")
+    write_ledger(opened)
     code, out, err = cli(capsys, "--pr", "12")
     assert code == 0, err
     assert "updated the cost comment" in out
@@ -407,15 +502,24 @@ def test_first_run_creates_second_run_edits_in_place_behind_many_comments(
     assert [p.path for p in patches] == [f"/repos/{REPO}/issues/comments/{ours.id}"]
     after = fake.comments(REPO, 12)
     assert len(after) == len(before) + 1
-    assert "$9.52" in after[-1].body
+    assert "$9.52" in after[-1].body and "_not committed yet_" in after[-1].body
     for c in after[:-1]:  # nobody else's comment changed, the copied marker included
         assert c.body == before[c.id]
     assert {quoted, bot_other} <= {c.id for c in after}
 
+    # Its commit lands (a closed record absorbing the open one): edited again, the spend moves
+    # to the commit and is counted once.
+    write_ledger(rec("new-session", commit=SHA2, cost="2.0", closes=[opened.id], ts="2026-01-07T10:00:00Z"))
+    code, out, err = cli(capsys, "--pr", "12")
+    assert code == 0 and "updated the cost comment" in out, err
+    body = fake.comments(REPO, 12)[-1].body
+    assert headline_total(body) == "$9.52" and "_not committed yet_" not in body
+    assert [p.path for p in fake.calls("PATCH")] == [f"/repos/{REPO}/issues/comments/{ours.id}"] * 2
+
     # Nothing changed: no write at all.
     code, out, _ = cli(capsys, "--pr", "12")
     assert code == 0 and "already up to date" in out
-    assert len(fake.calls("PATCH")) == 1 and len(fake.calls("POST")) == 1
+    assert len(fake.calls("PATCH")) == 2 and len(fake.calls("POST")) == 1
 
 
 def test_pat_user_edits_own_comment_but_not_anothers_copy(
@@ -495,12 +599,123 @@ def test_dry_run_without_token_prints_markdown_and_calls_nobody(
     assert gh_env.requests == []
 
 
+def test_dry_run_without_token_takes_the_prs_links_over_any_branch(
+    gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # #12 linked on two branches (two `upload --pr 12`): the links alone select its spend, and no
+    # branch is named as the head; an unlinked branch's spend stays out.
+    monkeypatch.delenv("GITHUB_TOKEN")
+    write_ledger(rec(S1, branch="feat-a", commit=SHA1, cost="1.00"), rec(S2, branch="feat-b", commit=None, cost="2.00"),
+                 rec(S2, branch="feat-c", commit=SHA2, cost="4.00"), link(S1, "feat-a", 12), link(S2, "feat-b", 12))
+    code, out, err = cli(capsys, "--pr", "12", "--dry-run")
+    assert code == 0, err
+    assert headline_total(out) == "$3.00" and "feat-" not in out.splitlines()[1]
+    assert "selecting spend linked to #12 (set GITHUB_TOKEN" in err
+    assert gh_env.requests == []
+
+
 def test_dry_run_with_token_reads_but_never_writes(gh_env: FakeGitHub, pr_ledger: None,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "--pr", "12", "--dry-run")
     assert code == 0, err
     assert out.startswith(MARKER)
     assert gh_env.requests and all(r.method == "GET" for r in gh_env.requests)
+
+
+def test_budgets_in_the_config_change_nothing_in_the_comment(
+    gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pr_ledger: None,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Budgets are the hook's and the report's business: the PR comment neither shows nor applies
+    # them, even when every one of them is exceeded.
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.setenv("GITHUB_HEAD_REF", BRANCH)
+    bodies = []
+    for name, config in (("plain", None), ("budgets", "[budgets]\nday = 0.01\nweek = 0.01\nmonth = 0.01\n"
+                                                      "[budgets.issue]\nPROJ-123 = 0.01\n"
+                                                      f"[budgets.branch]\n\"{BRANCH}\" = 0.01\n")):
+        work = gitrepo.make_repo(tmp_path / name)
+        if config:
+            (work / ".costattr.toml").write_text(config)
+        monkeypatch.chdir(work)
+        code, out, err = cli(capsys, "--pr", "12", "--dry-run")
+        assert code == 0, err
+        bodies.append(out)
+    assert bodies[0] == bodies[1]
+    assert headline_total(bodies[1]) == "$7.52" and "budget" not in bodies[1].lower()
+
+
+def _ago(minutes: int) -> str:
+    """A transcript timestamp `minutes` before now: the hook closes what was spent before the commit."""
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _report_pr_cost(repo: Path, pr: int) -> Decimal:
+    proc = run_cli("report", "--by", "pr", "--format", "json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    return {r["key"]: Decimal(str(r["cost_usd"])) for r in json.loads(proc.stdout)["rows"]}[f"#{pr}"]
+
+
+def test_pr_total_does_not_move_after_commits_on_another_branch(
+    env_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12, "PR links drift": `upload --pr 7` on feature/ABC-1-a, then the same session (and
+    another) commits on feature/ABC-2-b. The installed hook records everything; PR #7's comment must
+    show the same total, dry run or posted, whichever branch is checked out."""
+    outside_actions(monkeypatch)
+    repo = gitrepo.make_repo(tmp_path / "app", origin="git@github.com:acme/app.git")
+    gitrepo.commit(repo, "initial", {"README.md": "app\n"})
+    assert run_cli("install", cwd=repo).returncode == 0
+    monkeypatch.chdir(repo)
+    projects, cwd = env_dirs["claude"] / "projects", str(repo)
+
+    gitrepo.git(repo, "checkout", "-q", "-b", "feature/ABC-1-a")
+    append_claude(projects, "sess-a", [claude_line("sess-a", cwd, "feature/ABC-1-a", _ago(50), out=200_000),
+                                       claude_line("sess-a", cwd, "feature/ABC-1-a", _ago(45), out=100_000)])
+    first = gitrepo.commit(repo, "ABC-1: first cut", {"a.py": "a = 1\n"})  # fires the installed hook
+
+    # Not linked yet: a dry run takes the branch checked out here.
+    code, unlinked, err = cli(capsys, "--pr", "7", "--dry-run")
+    assert code == 0 and "or made on branch feature/ABC-1-a (checked out here)" in err, err
+
+    up = run_cli("upload", "--pr", "7", cwd=repo)
+    assert up.returncode == 0 and "linked PR #7" in up.stdout, up.stdout + up.stderr
+    truth = _report_pr_cost(repo, 7)
+    assert truth > Decimal(4)  # 300k output tokens of Sonnet, and nothing else
+    code, before, err = cli(capsys, "--pr", "7", "--dry-run")
+    assert code == 0, err
+    assert headline_total(before) == headline_total(unlinked) == usd(truth)
+    assert first[:7] in before and "ABC-1: first cut" in before
+
+    with FakeGitHub() as fake:
+        fake.add_pull(REPO, 7, head_ref="feature/ABC-1-a", commits=[first])
+        monkeypatch.setenv("GITHUB_TOKEN", fake.token)
+        monkeypatch.setenv("GITHUB_API_URL", fake.url)
+        code, out, err = cli(capsys, "--pr", "7")
+        assert code == 0 and "created the cost comment on PR #7" in out, err
+        posted = fake.comments(REPO, 7)[-1].body
+        assert headline_total(posted) == usd(truth)
+
+        # The same session moves on to another branch, a second session joins it, and it commits.
+        gitrepo.git(repo, "checkout", "-q", "-b", "feature/ABC-2-b")
+        append_claude(projects, "sess-a", [claude_line("sess-a", cwd, "feature/ABC-2-b", _ago(30), out=150_000)])
+        append_claude(projects, "sess-b", [claude_line("sess-b", cwd, "feature/ABC-2-b", _ago(25), out=120_000)])
+        second = gitrepo.commit(repo, "ABC-2: other work", {"b.py": "b = 1\n"})
+
+        code, out, err = cli(capsys, "--pr", "7")
+        assert code == 0 and "already up to date" in out, err
+        assert fake.comments(REPO, 7)[-1].body == posted and not fake.calls("PATCH")
+
+        monkeypatch.delenv("GITHUB_TOKEN")
+        code, after, err = cli(capsys, "--pr", "7", "--dry-run")
+    assert code == 0 and "or made on branch feature/ABC-1-a (linked by `upload --pr`)" in err, err
+    assert after == before
+    assert second[:7] not in after and "ABC-2" not in after
+    assert _report_pr_cost(repo, 7) == truth
+    # The other branch's spend is recorded, just not PR #7's.
+    proc = run_cli("report", "--by", "branch", "--format", "json", cwd=repo)
+    branches = {r["key"]: Decimal(str(r["cost_usd"])) for r in json.loads(proc.stdout)["rows"]}
+    assert branches["feature/ABC-2-b"] > Decimal(3) and branches["feature/ABC-1-a"] == truth
 
 
 # ------------------------------------------------------------------------------------------------
@@ -580,7 +795,7 @@ def test_actions_annotation(gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     gh_env.mode = "forbidden"
-    write_ledger(entry("s", seg()))
+    write_ledger(rec("s"))
     code, out, _ = cli(capsys, "--pr", "12")
     assert code == 0
     assert re.search(r"^::warning title=costattr comment::.*pull-requests: write", out, re.M)

@@ -81,7 +81,10 @@ def test_demo_keep_says_where_and_leaves_it(env_dirs: dict[str, Path], hostile_e
     assert root.parent == Path(hostile_env["TMPDIR"])
     dirs = demo.DemoDirs(root)
     assert (dirs.repo / ".git" / "hooks" / "post-commit").is_file()
-    ledger = json.loads((dirs.state / "ledger.json").read_text())
+    assert (dirs.repo / ".git" / "hooks" / "post-rewrite").is_file()
+    exported = subprocess.run([sys.executable, "-m", "costattr", "export"], cwd=dirs.repo, capture_output=True,
+                              text=True, check=True, env={**os.environ, "COSTATTR_HOME": str(dirs.state)})
+    ledger = json.loads(exported.stdout)
     assert len(ledger["data"]) == 3  # two Claude Code sessions and a Codex one
     assert {e["tool"] for e in ledger["data"].values()} == {"claude", "codex"}
     assert any(demo.PR_NUMBER in e["prs"] for e in ledger["data"].values())

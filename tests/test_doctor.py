@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -13,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import spend, store_with
 from click.testing import CliRunner
+from fake_memory_api import FakeMemoryApi
+from helpers_reliability import read_records
 
 from costattr.cli import cli
 from costattr.commands.doctor import check_pricing, mask_secret
-from costattr.models import LedgerEntry
+from costattr.commands.install import render_hook
+from costattr.ledger.store import STORE_NAME, V1_NAME
 from costattr.testing.gitrepo import commit, git, make_repo
 from costattr.testing.transcripts import ClaudeSessionWriter, CodexRolloutWriter
 
@@ -86,6 +91,19 @@ def test_installed_hook_and_found_transcripts(env_dirs: dict[str, Path], repo: P
     assert finding(sections["Transcripts"], "codex: 1 file")["status"] == "ok"
     assert finding(sections["Transcripts"], "2 sessions ran in this work tree")["status"] == "ok"
     assert finding(sections["Hook"], "installed:")["status"] == "ok"
+    assert not [f for f in sections["Hook"] if f["status"] != "ok"]  # post-rewrite is there too
+
+
+def test_an_01_install_without_post_rewrite_is_a_warning(repo: Path) -> None:
+    hooks = repo / ".git" / "hooks"
+    (hooks / "post-commit").write_text(render_hook(None))  # what costattr 0.1 installed: post-commit alone
+    (hooks / "post-commit").chmod(0o755)
+    _, sections = doctor_json()
+    missing = finding(sections["Hook"], "post-rewrite hook is missing")
+    assert missing["status"] == "warn" and "costattr install" in missing["fix"]
+    CliRunner().invoke(cli, ["install"], catch_exceptions=False)
+    _, sections = doctor_json()
+    assert not [f for f in sections["Hook"] if "post-rewrite" in f["text"]]
 
 
 def test_unpriced_models_and_unreadable_lines(env_dirs: dict[str, Path], repo: Path) -> None:
@@ -193,31 +211,126 @@ def test_a_secret_in_the_config_is_refused_without_echoing_it(repo: Path) -> Non
     assert SECRET not in out + err
 
 
-def test_corrupt_ledger_is_reported_and_left_in_place(env_dirs: dict[str, Path], repo: Path) -> None:
-    ledger = env_dirs["costattr_home"] / "ledger.json"
-    ledger.parent.mkdir(parents=True)
-    ledger.write_text("{ not json")
+def _home_files(env_dirs: dict[str, Path]) -> dict[str, bytes]:
+    """The ledger files' bytes. Not SQLite's -wal and -shm: a read-only reader of a WAL database
+    creates them (empty of changes) and may not remove them."""
+    home = env_dirs["costattr_home"]
+    return {p.name: p.read_bytes() for p in home.iterdir()
+            if p.is_file() and p.name.startswith("ledger") and not p.name.endswith(("-wal", "-shm"))}
+
+
+def _zero_records_page(ledger: Path) -> None:
+    """A valid store whose records table's root page is zeroed: opening works, reading fails."""
+    store_with([spend("s1"), spend("s2")]).close()
+    db = sqlite3.connect(ledger)
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    raw = ledger.read_bytes()
+    ledger.write_bytes(raw[: (root - 1) * size] + b"\0" * size + raw[root * size:])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "records-page"])
+def test_corrupt_ledger_is_reported_and_left_in_place(damage: str, env_dirs: dict[str, Path], repo: Path) -> None:
+    ledger = env_dirs["costattr_home"] / STORE_NAME
+    if damage == "garbage":
+        ledger.parent.mkdir(parents=True)
+        ledger.write_bytes(b"{ not a database" * 300)
+    else:
+        _zero_records_page(ledger)
+    before = _home_files(env_dirs)
     code, sections = doctor_json()
-    broken = finding(sections["Ledger"], "is unreadable")
+    broken = finding(sections["Ledger"], "is damaged")
     assert code == 1 and broken["status"] == "fail" and "costattr upload" in broken["fix"]
-    assert ledger.read_text() == "{ not json"  # doctor only looks
-    assert list(ledger.parent.glob("ledger.json.corrupt-*")) == []
+    assert _home_files(env_dirs) == before  # doctor only looks: not moved aside, not recreated
+    assert list(ledger.parent.glob("*.corrupt-*")) == []
 
 
-class _WaitingFor:
-    name = "memory-api"
+def test_a_newer_schema_is_reported_and_left_untouched(env_dirs: dict[str, Path], repo: Path) -> None:
+    store_with([spend("s1")]).close()
+    ledger = env_dirs["costattr_home"] / STORE_NAME
+    db = sqlite3.connect(ledger)
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    before = _home_files(env_dirs)
+    code, sections = doctor_json()
+    newer = finding(sections["Ledger"], "schema version 99")
+    assert code == 1 and newer["status"] == "fail" and "upgrade costattr" in newer["fix"]
+    assert _home_files(env_dirs) == before
 
-    def describe(self) -> str:
-        return "https://memory.example.com/u/alice/memory/file?path=agent-costs"
+
+def test_one_bad_record_is_a_warning_and_the_rest_is_counted(env_dirs: dict[str, Path], repo: Path) -> None:
+    store_with([spend("s1"), spend("s2"), spend("s2", state="open", branch="wip")]).close()
+    db = sqlite3.connect(env_dirs["costattr_home"] / STORE_NAME)
+    (doc,) = db.execute("SELECT doc FROM records WHERE session_id = 's1'").fetchone()
+    bad = json.loads(doc)
+    bad["parts"][0][2] = "three"  # a wrong-typed field, as a hand edit leaves it
+    db.execute("UPDATE records SET doc = ? WHERE session_id = 's1'", (json.dumps(bad),))
+    db.commit()
+    db.close()
+    code, sections = doctor_json()
+    assert code == 0
+    assert finding(sections["Ledger"], "local ledger: 2 records of 1 session")["status"] == "ok"
+    aside = finding(sections["Ledger"], "1 record set aside as invalid")
+    assert aside["status"] == "warn" and "requests is not a whole number" in aside["text"]
+    assert "the rest of the ledger is in use" in aside["fix"]
 
 
-def test_entries_waiting_in_the_outbox(repo: Path) -> None:
-    from costattr.ledger import outbox
-
-    outbox.store([LedgerEntry(session_id="s1")], _WaitingFor())  # type: ignore[arg-type]
+def test_a_01_ledger_beside_the_store_is_announced_not_converted(env_dirs: dict[str, Path], repo: Path) -> None:
+    store_with([spend("s1")]).close()
+    v1 = env_dirs["costattr_home"] / V1_NAME
+    shutil.copy(ROOT / "examples" / "ledger.sample.json", v1)
+    before = _home_files(env_dirs)
     _, sections = doctor_json()
-    waiting = finding(sections["Ledger"], "outbox: 1 entry waiting for memory-api")
-    assert waiting["status"] == "warn" and "costattr sync --ledger memory-api" in waiting["fix"]
+    waits = finding(sections["Ledger"], f"a costattr 0.1 ledger waits at {v1}")
+    assert waits["status"] == "info" and "converts it" in waits["fix"]
+    assert finding(sections["Ledger"], "local ledger: 1 record of 1 session")
+    assert _home_files(env_dirs) == before  # the next commit converts it, not doctor
+
+
+def _api_env(monkeypatch: pytest.MonkeyPatch, api: FakeMemoryApi) -> None:
+    from fake_memory_api import API_KEY
+
+    monkeypatch.setenv("COSTATTR_LEDGER", "memory-api")
+    monkeypatch.setenv("COSTATTR_API_URL", api.url)
+    monkeypatch.setenv("COSTATTR_API_USER", api.user)
+    monkeypatch.setenv("COSTATTR_API_KEY", API_KEY)
+
+
+def _hook() -> None:
+    result = CliRunner().invoke(cli, ["upload", "--hook"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_records_waiting_for_a_shared_ledger(env_dirs: dict[str, Path], repo: Path, memory_api: FakeMemoryApi,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    plant_sessions(env_dirs, repo)
+    commit(repo, "work")
+    with monkeypatch.context() as m:  # scoped: undo() must not revert conftest's isolation
+        _api_env(m, memory_api)
+        memory_api.mode = "error"  # down since the first commit: it has never received anything
+        _hook()
+        recorded = len(read_records(env_dirs["costattr_home"]))
+        assert recorded
+        code, sections = doctor_json()
+        waiting = finding(sections["Ledger"], f"{recorded} records waiting for memory API")
+        assert code == 1 and waiting["status"] == "warn" and "costattr sync" in waiting["fix"]
+        memory_api.mode = "ok"
+        assert CliRunner().invoke(cli, ["sync"], catch_exceptions=False).exit_code == 0
+        code, sections = doctor_json()
+        assert code == 0 and not [f for f in sections["Ledger"] if "waiting" in f["text"]]
+    # Back to the local ledger alone; new spend waits for the memory API it was sent to before.
+    writer = ClaudeSessionWriter(env_dirs["claude"] / "projects", cwd=str(repo), branch="main")
+    writer.response()
+    writer.close()
+    commit(repo, "more")
+    _hook()
+    _, sections = doctor_json()
+    old = finding(sections["Ledger"], "waiting for memory API")
+    assert old["status"] == "warn" and "not the backend configured here" in old["text"]
+    assert "costattr sync --ledger memory-api" in old["fix"]
 
 
 def test_husky_style_hooks_path(repo: Path) -> None:
@@ -236,7 +349,7 @@ def test_git_notes_without_the_fetch_refspec(repo: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("COSTATTR_LEDGER", "git-notes")
     code, sections = doctor_json()
     assert code == 0
-    assert finding(sections["Ledger"], "reachable: 0 sessions")["status"] == "ok"
+    assert finding(sections["Ledger"], "reachable: 0 records")["status"] == "ok"
     refspec = finding(sections["Ledger"], "does not bring costattr's notes")
     assert "--notes-refspec" in refspec["fix"]
 

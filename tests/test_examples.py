@@ -14,10 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers_reliability import read_records
 
 from costattr import issue_keys
 from costattr.config import load_config
-from costattr.ledger.jsonfile import decode_ledger
+from costattr.ledger.migrate import MIGRATED_SUFFIX
+from costattr.ledger.store import STORE_NAME, V1_NAME
+from costattr.ledger.view import visible
 from costattr.pr_comment import MARKER
 from costattr.testing.gitrepo import commit, git, make_repo
 from costattr.testing.transcripts import ClaudeSessionWriter
@@ -70,11 +73,10 @@ def plant_session(env_dirs: dict[str, Path], repo: Path) -> str:
 
 
 def recorded(env_dirs: dict[str, Path], session_id: str, repo: Path) -> None:
-    """The session's spend reached the ledger, attributed to HEAD and the branch's issue."""
-    ledger = json.loads((env_dirs["costattr_home"] / "ledger.json").read_text())
-    segment = ledger["data"][session_id]["segments"][0]
-    assert segment["issue"] == "SHOP-7"
-    assert segment["commit"] == git(repo, "rev-parse", "HEAD")
+    """The session's spend reached the local store, attributed to HEAD and the branch's issue."""
+    spends = [s for s in visible(read_records(env_dirs["costattr_home"])) if s.session_id == session_id]
+    assert [(s.record.state, s.branch, s.commit, s.issue) for s in spends] == [
+        ("closed", BRANCH, git(repo, "rev-parse", "HEAD"), "SHOP-7")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,8 +139,9 @@ def test_lefthook_command_records_spend(env_dirs: dict[str, Path], repo: Path, p
 
 
 def _sample_state(env_dirs: dict[str, Path]) -> None:
+    """The sample is a 0.1 `ledger.json`, as a user upgrading has one: the first command converts it."""
     env_dirs["costattr_home"].mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLES / "ledger.sample.json", env_dirs["costattr_home"] / "ledger.json")
+    shutil.copy(EXAMPLES / "ledger.sample.json", env_dirs["costattr_home"] / V1_NAME)
 
 
 def costattr(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -167,15 +170,23 @@ def test_github_actions_workflow(env_dirs: dict[str, Path], tmp_path: Path) -> N
 
 
 def test_sample_ledger_and_its_report(env_dirs: dict[str, Path], tmp_path: Path) -> None:
-    entries = decode_ledger((EXAMPLES / "ledger.sample.json").read_bytes())
-    assert {e.tool for e in entries.values()} == {"claude", "codex"}
+    sample = json.loads((EXAMPLES / "ledger.sample.json").read_text())
+    entries = sample["data"]
+    assert {e["tool"] for e in entries.values()} == {"claude", "codex"}
     _sample_state(env_dirs)
     report = json.loads(costattr("report", "--by", "issue", "--format", "json", cwd=tmp_path))
+    home = env_dirs["costattr_home"]
+    # Converted once into the store; the 0.1 file is kept beside it, byte for byte.
+    assert (home / STORE_NAME).is_file() and not (home / V1_NAME).exists()
+    assert (home / (V1_NAME + MIGRATED_SUFFIX)).read_bytes() == (EXAMPLES / "ledger.sample.json").read_bytes()
+    assert {s.session_id for s in visible(read_records(home))} == set(entries)
     rows = {r["key"]: Decimal(str(r["cost_usd"])) for r in report["rows"]}
     assert set(rows) == {"SHOP-101", "ENG-42", "#123"}
     total = Decimal(str(report["totals"]["cost_usd"]))
     assert total == sum(rows.values()) + Decimal(str(report["unattributed"]["cost_usd"]))
-    assert total == sum(Decimal(str(e.cost_usd)) for e in entries.values())
+    assert total == sum(Decimal(str(e["cost_usd"])) for e in entries.values())
+    # A second reading command reads the store: the same figures, nothing converted twice.
+    assert json.loads(costattr("report", "--by", "issue", "--format", "json", cwd=tmp_path)) == report
     # The checked-in report is the one this ledger gives (the exact text: tests/test_docs.py).
     shown = (EXAMPLES / "report-by-issue.md").read_text()
     assert all(key.lstrip("#") in shown for key in rows)

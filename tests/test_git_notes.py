@@ -1,17 +1,30 @@
-"""The git-notes backend with real repositories: a bare origin and clones, the git binary."""
+"""The git-notes backend with real repositories: bare origins and clones, the git binary, real notes.
+
+A note holds records, one sorted compact JSON line each; records never change, so the same record
+is the same line in every clone and `git notes merge -s cat_sort_uniq` of two clones' notes is
+their union. The notes are one repository's: they never receive another repository's records.
+"""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import threading
+from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pygit2
 import pytest
+from builders import link, part, rewrite, spend, store_with
+from helpers_claude import append_claude, claude_line
 
+from costattr import gitctx
 from costattr.cli import main
 from costattr.errors import CostattrError, RemoteError
-from costattr.ledger import outbox
 from costattr.ledger.git_notes import (
     DEFAULT_REF,
     GitNotesLedger,
@@ -20,26 +33,46 @@ from costattr.ledger.git_notes import (
     parse_note,
     scratch_ref,
 )
-from costattr.models import LedgerEntry
+from costattr.ledger.migrate import v1_records
+from costattr.ledger.publish import publish, waiting
+from costattr.ledger.records import AnyRecord, SpendRecord, union
+from costattr.ledger.store import LocalStore
+from costattr.testing.gitrepo import commit, git, make_repo
+
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1" / "ledger-v1.json"
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+def repo_id(path: Path) -> str:
+    """The repository identity the hook writes in records (`path:<main work tree>` for a
+    repository whose origin is a path on disk, as in these tests)."""
+    return gitctx.discover(path).repo_id
 
 
-def commit(repo: Path, message: str) -> str:
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
+def rec(path: Path, session: str, **kw: Any) -> SpendRecord:
+    """A spend record of the repository at `path`."""
+    return spend(session, repo=repo_id(path), **kw)
 
 
-def entry(sid: str, updated_at: float, cost: float, commit: str | None = None) -> LedgerEntry:
-    return LedgerEntry(session_id=sid, updated_at=updated_at, cost_usd=cost, commit=commit, cost_str=f"{cost:.4f}")
+def note_lines(repo: Path, sha: str) -> list[str]:
+    return git(repo, "notes", "--ref", "costattr", "show", sha).splitlines()
+
+
+def annotated(repo: Path) -> set[str]:
+    """The commits that carry a costattr note (`git notes list`: note blob, annotated object)."""
+    return {line.split()[1] for line in git(repo, "notes", "--ref", "costattr", "list").splitlines()}
+
+
+def every_note(repo: Path) -> str:
+    return "\n".join(git(repo, "notes", "--ref", "costattr", "show", sha) for sha in sorted(annotated(repo)))
+
+
+def requests(records: Iterable[AnyRecord]) -> int:
+    return sum(r.requests for r in records if isinstance(r, SpendRecord))
 
 
 @pytest.fixture
 def origin_and_clones(tmp_path: Path) -> dict[str, Path]:
-    origin = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(origin))
+    origin = make_repo(tmp_path / "origin.git", bare=True)
     a = tmp_path / "a"
     git(tmp_path, "clone", "-q", str(origin), str(a))
     commit(a, "init")
@@ -51,103 +84,164 @@ def origin_and_clones(tmp_path: Path) -> dict[str, Path]:
     return repos
 
 
-def test_three_clones_converge_and_newest_wins(origin_and_clones: dict[str, Path]) -> None:
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "r")
+
+
+# ----------------------------------------------------------------------------------------------
+# Clones and origin
+
+
+def test_three_clones_converge_after_a_rejected_push(origin_and_clones: dict[str, Path]) -> None:
     a, b, c = (origin_and_clones[k] for k in "abc")
     base = git(a, "rev-parse", "HEAD")
-    led_a = GitNotesLedger(a)
-    led_a.upsert([entry("s1", 100, 1.0, base), entry("s2", 100, 2.0, base)])
+    led_a, led_b, led_c = GitNotesLedger(a), GitNotesLedger(b), GitNotesLedger(c)
+    from_a = [rec(a, "s1", commit=base), rec(a, "s2", commit=base)]
+    led_a.add(from_a)
     assert "pushed refs/notes/costattr to origin" in led_a.sync()
 
-    b_commit = commit(b, "b's work")
-    led_b = GitNotesLedger(b)
-    led_b.upsert([entry("s1", 200, 5.0, b_commit), entry("s3", 100, 3.0, b_commit)])
+    b_commit = commit(b, "b's work")  # never pushed: only B has this commit
+    from_b = [rec(b, "s1", commit=b_commit), rec(b, "s3", state="open", branch="feature/ENG-1")]
+    led_b.add(from_b)
 
     a_commit = commit(a, "a's work")
-    raced = []
+    raced: list[AnyRecord] = []
 
     def a_pushes_first(message: str) -> None:
         # Between B's fetch and B's push, A pushes: B's first push is rejected (non-fast-forward).
         if message.startswith("fetched") and not raced:
-            raced.append(message)
-            led_a.upsert([entry("s4", 100, 4.0, a_commit)])
+            raced.append(rec(a, "s4", commit=a_commit))
+            led_a.add(raced)
             led_a.sync()
 
     done = led_b.sync(progress=a_pushes_first)
     assert any(line.startswith("push rejected") for line in done), done
     assert done[-1] == "pushed refs/notes/costattr to origin"
 
-    led_c = GitNotesLedger(c)
-    assert led_c.read() == {}
+    assert led_c.read().records == {}
     led_c.sync()
+    everything = union(from_a, from_b, raced)
     got = led_c.read()
-    assert set(got) == {"s1", "s2", "s3", "s4"}
-    assert got["s1"].cost_usd == 5.0 and got["s1"].updated_at == 200  # the newer copy wins
+    assert got.records == everything and got.set_aside.count == 0
+    assert requests(got.records.values()) == 5
     led_a.sync()
-    assert {k: v.cost_usd for k, v in led_a.read().items()} == {k: v.cost_usd for k, v in got.items()}
-    # B's entry for a commit C never fetched is still readable there: notes are keyed by id only.
-    assert git(c, "notes", "--ref", "costattr", "list", base)
+    assert led_a.read().records == everything
+    # B's closed record sits on B's commit, which C never fetched: still read there, and filed
+    # where B filed it (a note is found by the commit's id, not by the commit).
+    assert subprocess.run(["git", "-C", str(c), "cat-file", "-e", b_commit], capture_output=True).returncode != 0
+    assert b_commit in annotated(c)
+    assert encode_line(from_b[0]) in note_lines(b, b_commit)
 
 
-def test_same_note_edited_in_two_clones_merges_line_by_line(origin_and_clones: dict[str, Path]) -> None:
+def test_the_same_note_edited_in_two_clones_merges_to_the_union_of_records(
+    origin_and_clones: dict[str, Path],
+) -> None:
     a, b = origin_and_clones["a"], origin_and_clones["b"]
     base = git(a, "rev-parse", "HEAD")
     led_a, led_b = GitNotesLedger(a), GitNotesLedger(b)
-    led_a.upsert([entry("s1", 100, 1.0, base), entry("only-a", 100, 1.0, base)])
+    shared = [rec(a, "s1", commit=base), rec(a, "s2", commit=base)]
+    led_a.add(shared)
     led_a.sync()
-    led_b.upsert([entry("s1", 300, 3.0, base), entry("only-b", 100, 1.0, base)])
-    led_b.sync()  # fetch, cat_sort_uniq merge of the same note, push
-    note = git(b, "notes", "--ref", "costattr", "show", base)
-    assert len(note.splitlines()) == 4  # both copies of s1 survive the merge ...
-    assert led_b.read()["s1"].cost_usd == 3.0  # ... and reading keeps the newer
-    led_b.upsert([entry("s1", 250, 2.5, base)])  # older than what is there: no change
-    led_b.upsert([entry("only-b", 400, 4.0, base)])  # rewriting the note compacts s1 too
-    lines = git(b, "notes", "--ref", "costattr", "show", base).splitlines()
-    assert len(lines) == 3
-    assert sorted(e.session_id for e in parse_note("\n".join(lines))[0]) == ["only-a", "only-b", "s1"]
+    led_b.sync()  # B now holds the same lines
+    only_a, only_b = rec(a, "s3", commit=base), rec(b, "s4", commit=base)
+    led_a.add([only_a])
+    led_b.add([only_b])
+    led_a.sync()
+    led_b.sync()  # fetch, cat_sort_uniq merge of one note edited on both sides, push
+    led_a.sync()
+    want = union(shared, [only_a, only_b])
+    lines = note_lines(b, base)
+    assert lines == sorted({encode_line(r) for r in want.values()})  # one line per record, sorted
+    assert note_lines(a, base) == lines
+    assert {r.id: r for r in parse_note("\n".join(lines))} == want == led_a.read().records == led_b.read().records
+
+    ref_before = git(b, "rev-parse", DEFAULT_REF)
+    led_b.add([only_b, shared[0]])  # already there, from either clone: nothing to write
+    assert git(b, "rev-parse", DEFAULT_REF) == ref_before
 
 
-def test_note_format_is_sorted_compact_jsonl(tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q", "r")
-    repo = tmp_path / "r"
+def test_two_copies_of_one_record_read_the_same_in_every_clone(origin_and_clones: dict[str, Path]) -> None:
+    """A hand edit leaves two different lines with one id; both survive the merge (nothing is
+    dropped) and every clone reads the same one, whatever order it met them in."""
+    a, b = origin_and_clones["a"], origin_and_clones["b"]
+    base = git(a, "rev-parse", "HEAD")
+    original = rec(a, "s1", commit=base)
+    GitNotesLedger(a).add([original])
+    GitNotesLedger(a).sync()
+    GitNotesLedger(b).sync()
+    edited = json.loads(encode_line(original))
+    edited["host"] = "edited-by-hand"
+    git(b, "notes", "--ref", "costattr", "add", "-f", "-m", orjson.dumps(edited, option=orjson.OPT_SORT_KEYS).decode(),
+        base)
+    # A adds to the same note meanwhile: B's sync merges both versions of it (cat_sort_uniq).
+    GitNotesLedger(a).add([rec(a, "s2", commit=base)])
+    GitNotesLedger(a).sync()
+    GitNotesLedger(b).sync()
+    GitNotesLedger(a).sync()
+    assert len(note_lines(b, base)) == 3 and note_lines(a, base) == note_lines(b, base)
+    read_a, read_b = GitNotesLedger(a).read().records, GitNotesLedger(b).read().records
+    assert read_a == read_b and read_a[original.id].host in ("laptop", "edited-by-hand")
+
+
+def test_note_format_is_sorted_compact_jsonl(repo: Path) -> None:
     sha = commit(repo, "one")
-    GitNotesLedger(repo).upsert([entry("zz", 1, 1.0, sha), entry("aa", 1, 2.0, sha)])
+    records = [rec(repo, "zz", commit=sha), rec(repo, "aa", commit=sha, branch="feature/PROJ-1-x")]
+    GitNotesLedger(repo).add(records)
     raw = subprocess.run(["git", "notes", "--ref", "costattr", "show", sha], cwd=repo, check=True,
                          capture_output=True).stdout.decode()
     lines = raw.splitlines()
     assert lines == sorted(lines) and len(lines) == 2
-    assert set(lines) == {encode_line(entry("aa", 1, 2.0, sha)), encode_line(entry("zz", 1, 1.0, sha))}
-    assert lines[0].startswith('{"author":null,')  # keys sorted, compact separators
+    assert set(lines) == {encode_line(r) for r in records}
+    assert lines[0].startswith('{"author":"Dev","branch":')  # keys sorted, compact separators
     assert all('": ' not in line and '", "' not in line for line in lines)
+    assert [json.loads(line)["v"] for line in lines] == [2, 2]
 
 
-def test_entries_without_a_known_commit_go_on_head(tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q", "r")
-    repo = tmp_path / "r"
+def test_records_without_a_known_commit_go_on_head(repo: Path) -> None:
     with pytest.raises(CostattrError, match="no commit yet"):
-        GitNotesLedger(repo).upsert([entry("s0", 1, 1.0)])
+        GitNotesLedger(repo).add([rec(repo, "s0", state="open")])
     first = commit(repo, "one")
     head = commit(repo, "two")
     led = GitNotesLedger(repo)
-    led.upsert([entry("s1", 1, 1.0), entry("s2", 1, 1.0, "f" * 40), entry("s3", 1, 1.0, first[:7])])
-    notes = dict(line.split()[::-1] for line in git(repo, "notes", "--ref", "costattr", "list").splitlines())
-    assert set(notes) == {head, first}  # abbreviated ids resolve; unknown or missing ones use HEAD
-    on_head = {e.session_id for e in parse_note(git(repo, "notes", "--ref", "costattr", "show", head))[0]}
-    assert on_head == {"s1", "s2"}
-    assert set(led.read()) == {"s1", "s2", "s3"}
+    on_first = rec(repo, "s3", commit=first[:7])  # an abbreviated id resolves
+    elsewhere = [
+        rec(repo, "s1", state="open", branch="feature/x"),
+        rec(repo, "s2", commit="f" * 40),  # a commit this clone does not have
+        rec(repo, "s4", state="unattributed", branch=None),
+        link("s1", "feature/x", 7, repo=repo_id(repo)),
+        rewrite("s3", first, head, repo=repo_id(repo)),
+    ]
+    led.add([on_first, *elsewhere])
+    assert annotated(repo) == {head, first}
+    assert {r.id for r in parse_note(git(repo, "notes", "--ref", "costattr", "show", head))} == {r.id for r in elsewhere}
+    assert [r.id for r in parse_note(git(repo, "notes", "--ref", "costattr", "show", first))] == [on_first.id]
+    assert led.read().records == union([on_first, *elsewhere])
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q", "r")
-    repo = tmp_path / "r"
+def test_records_wait_in_the_local_ledger_until_the_first_commit(repo: Path) -> None:
+    store = store_with([rec(repo, "early", state="open")])
+    led = GitNotesLedger(repo)
+    result = publish(store, led, repo_id(repo))
+    assert not result.ok and "no commit yet" in result.message and "1 record wait in the local ledger" in result.message
+    assert waiting(store, led, repo_id(repo)) == 1
+    commit(repo, "first")
+    assert publish(store, led, repo_id(repo)).sent == 1
+    assert set(led.read().records) == set(store.read().records)
+
+
+def test_concurrent_writers_lose_nothing(repo: Path) -> None:
     one = commit(repo, "one")
     two = commit(repo, "two")
     errors: list[BaseException] = []
+    batches = {n: [rec(repo, f"{n}-{i}", commit=two) for i in range(10)] for n in ("x", "y")}
+    unlocked = [rec(repo, f"z-{i}", commit=one) for i in range(10)]
 
     def locked_writer(name: str) -> None:
         led = GitNotesLedger(repo)  # its own Repository object and lock handle, like another process
         try:
-            for i in range(10):
-                led.upsert([entry(f"{name}-{i}", i, 1.0, two)])
+            for r in batches[name]:
+                led.add([r])
         except BaseException as e:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(e)
 
@@ -155,59 +249,56 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         # A peer that ignores our lock file (say, another costattr version): the compare-and-swap
         # ref update alone must keep both sides' notes.
         led = GitNotesLedger(repo)
-        for i in range(10):
-            groups = {one: [entry(f"z-{i}", i, 1.0, one)]}
-            while not led._write_once(groups):
+        for r in unlocked:
+            while not led._write_once({one: [r]}):
                 pass
 
-    threads = [threading.Thread(target=locked_writer, args=(n,)) for n in ("x", "y")]
+    threads = [threading.Thread(target=locked_writer, args=(n,)) for n in batches]
     threads.append(threading.Thread(target=cas_only_writer))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
-    want = {f"{n}-{i}" for n in ("x", "y", "z") for i in range(10)}
-    assert set(GitNotesLedger(repo).read()) == want
+    assert GitNotesLedger(repo).read().records == union(*batches.values(), unlocked)
     # Note: plain `git notes add` updates the ref without compare-and-swap, so it alone can
     # clobber a concurrent writer; costattr's writes never clobber anyone.
 
 
-def test_fanned_out_notes_tree_is_updated_in_place(tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q", "r")
-    repo_dir = tmp_path / "r"
-    sha = commit(repo_dir, "one")
-    repo = pygit2.Repository(str(repo_dir))
+def test_fanned_out_notes_tree_is_updated_in_place(repo: Path) -> None:
+    sha = commit(repo, "one")
+    r = pygit2.Repository(str(repo))
+    old, new = rec(repo, "old", commit=sha), rec(repo, "new", commit=sha)
     # git fans a big notes tree out as ab/cdef...; build one by hand with an existing note.
-    blob = repo.create_blob(encode_line(entry("old", 1, 1.0, sha)).encode() + b"\n")
-    sub = repo.TreeBuilder()
+    blob = r.create_blob(encode_line(old).encode() + b"\n")
+    sub = r.TreeBuilder()
     sub.insert(sha[2:], blob, pygit2.enums.FileMode.BLOB)
-    top = repo.TreeBuilder()
+    top = r.TreeBuilder()
     top.insert(sha[:2], sub.write(), pygit2.enums.FileMode.TREE)
     sig = pygit2.Signature("t", "t@example.com")
-    repo.references.create(DEFAULT_REF, repo.create_commit(None, sig, sig, "notes", top.write(), []))
+    r.references.create(DEFAULT_REF, r.create_commit(None, sig, sig, "notes", top.write(), []))
 
-    GitNotesLedger(repo_dir).upsert([entry("new", 1, 2.0, sha)])
-    tree = repo.references.get(DEFAULT_REF).peel(pygit2.Commit).tree
+    GitNotesLedger(repo).add([new])
+    tree = r.references.get(DEFAULT_REF).peel(pygit2.Commit).tree
     assert [e.name for e in tree] == [sha[:2]]  # no flat duplicate next to the fanned-out note
-    shown = git(repo_dir, "notes", "--ref", "costattr", "show", sha)
-    assert sorted(e.session_id for e in parse_note(shown)[0]) == ["new", "old"]
+    assert {x.id for x in parse_note(git(repo, "notes", "--ref", "costattr", "show", sha))} == {old.id, new.id}
 
 
 def test_fetch_refspec_goes_to_the_scratch_ref_and_keeps_local_notes(origin_and_clones: dict[str, Path]) -> None:
     a, b = origin_and_clones["a"], origin_and_clones["b"]
     base = git(a, "rev-parse", "HEAD")
-    GitNotesLedger(a).upsert([entry("from-a", 1, 1.0, base)])
+    from_a, unpushed = rec(a, "from-a", commit=base), rec(b, "unpushed-b", commit=base)
+    GitNotesLedger(a).add([from_a])
     GitNotesLedger(a).sync()
     led_b = GitNotesLedger(b)
-    led_b.upsert([entry("unpushed-b", 1, 1.0, base)])
+    led_b.add([unpushed])
     assert add_fetch_refspec(b) is True
     assert add_fetch_refspec(b) is False  # idempotent
     git(b, "fetch", "-q", "origin")  # the user's ordinary fetch
     assert git(b, "rev-parse", "--verify", scratch_ref(DEFAULT_REF, "origin"))
-    assert set(led_b.read()) == {"unpushed-b"}  # the local notes ref was not overwritten
+    assert set(led_b.read().records) == {unpushed.id}  # the local notes ref was not overwritten
     led_b.sync()
-    assert set(led_b.read()) == {"from-a", "unpushed-b"}
+    assert set(led_b.read().records) == {from_a.id, unpushed.id}
 
 
 def test_sync_edge_cases(origin_and_clones: dict[str, Path]) -> None:
@@ -215,7 +306,7 @@ def test_sync_edge_cases(origin_and_clones: dict[str, Path]) -> None:
     assert GitNotesLedger(c).sync() == ["origin has no refs/notes/costattr yet", "no local notes to push"]
     with pytest.raises(CostattrError, match="no remote named 'upstream'"):
         GitNotesLedger(c).sync("upstream")
-    GitNotesLedger(a).upsert([entry("s1", 1, 1.0)])
+    GitNotesLedger(a).add([rec(a, "s1")])
     GitNotesLedger(a).sync()
     assert GitNotesLedger(a).sync()[-1] == "origin is up to date"
 
@@ -226,7 +317,7 @@ def test_remote_refusing_notes_is_reported_not_retried(origin_and_clones: dict[s
     hook.write_text("#!/bin/sh\necho 'notes are not allowed here' >&2\nexit 1\n")
     hook.chmod(0o755)
     led = GitNotesLedger(a)
-    led.upsert([entry("s1", 1, 1.0)])
+    led.add([rec(a, "s1")])
     with pytest.raises(RemoteError, match="refused refs/notes/costattr"):
         led.sync()
 
@@ -234,11 +325,11 @@ def test_remote_refusing_notes_is_reported_not_retried(origin_and_clones: dict[s
 def test_sync_ignores_a_hooks_git_environment(origin_and_clones: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     a = origin_and_clones["a"]
-    git(tmp_path, "init", "-q", "other")
-    monkeypatch.setenv("GIT_DIR", str(tmp_path / "other" / ".git"))  # as inside another repo's hook
-    monkeypatch.setenv("GIT_INDEX_FILE", str(tmp_path / "other" / ".git" / "index"))
     led = GitNotesLedger(a)
-    led.upsert([entry("s1", 1, 1.0)])
+    led.add([rec(a, "s1")])
+    other = make_repo(tmp_path / "other")
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))  # as inside another repo's hook
+    monkeypatch.setenv("GIT_INDEX_FILE", str(other / ".git" / "index"))
     assert led.sync()[-1] == "pushed refs/notes/costattr to origin"
     monkeypatch.delenv("GIT_DIR")
     monkeypatch.delenv("GIT_INDEX_FILE")
@@ -248,29 +339,165 @@ def test_sync_ignores_a_hooks_git_environment(origin_and_clones: dict[str, Path]
 def test_cli_sync_with_git_notes(origin_and_clones: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     a, b = origin_and_clones["a"], origin_and_clones["b"]
+    recorded = rec(a, "waiting", state="open", branch="feature/x")
+    store_with([recorded])  # recorded by a hook whose notes write failed: it waits in the local ledger
     monkeypatch.chdir(a)
-    led = GitNotesLedger(a)
-    outbox.store([entry("waiting", 1, 1.0)], led)  # e.g. the hook ran before the first commit
     assert main(["sync", "--ledger", "git-notes"]) == 0
     out = capsys.readouterr().out
-    assert "outbox: sent 1, 0 still waiting" in out
+    assert "git notes: published 1 record" in out
     assert "pushed refs/notes/costattr to origin" in out
+    assert main(["sync", "--ledger", "git-notes"]) == 0
+    assert "git notes: up to date" in capsys.readouterr().out
     monkeypatch.chdir(b)
     monkeypatch.setenv("COSTATTR_LEDGER", "git-notes")
     assert main(["sync"]) == 0
-    assert set(GitNotesLedger(b).read()) == {"waiting"}
+    assert GitNotesLedger(b).read().records == {recorded.id: recorded}
     assert main(["sync", "--remote", "nowhere"]) == 1
     assert "no remote named 'nowhere'" in capsys.readouterr().err
 
+    # The notes are gone here and on origin (a reset, a force-push); the mark says delivered.
+    monkeypatch.chdir(a)
+    git(a, "update-ref", "-d", DEFAULT_REF)
+    git(origin_and_clones["origin"], "update-ref", "-d", DEFAULT_REF)
+    assert main(["sync"]) == 0
+    out = capsys.readouterr().out
+    assert "git notes: up to date" in out and "no local notes to push" in out
+    assert main(["sync", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "git notes lacked 1 record: sent" in out and "pushed refs/notes/costattr to origin" in out
+    assert git(origin_and_clones["origin"], "rev-parse", "--verify", DEFAULT_REF)
+    assert GitNotesLedger(a).read().records == {recorded.id: recorded}
 
-def test_linked_worktree_shares_the_notes_and_the_lock(tmp_path: Path) -> None:
-    git(tmp_path, "init", "-q", "r")
-    repo = tmp_path / "r"
+
+def test_linked_worktree_shares_the_notes_and_the_lock(repo: Path, tmp_path: Path) -> None:
     commit(repo, "one")
     git(repo, "worktree", "add", "-q", "-b", "feature", str(tmp_path / "wt"))
     wt_head = commit(tmp_path / "wt", "on feature")
     led_wt = GitNotesLedger(tmp_path / "wt")
-    led_wt.upsert([entry("s1", 1, 1.0)])  # no commit: HEAD of the worktree
+    assert led_wt.repo_id == repo_id(repo)  # one repository, whichever work tree the hook ran in
+    recorded = rec(repo, "s1", state="open", branch="feature")
+    led_wt.add([recorded])  # no commit: HEAD of the worktree
     assert Path(led_wt._lock.lock_file).parent == (repo / ".git").resolve()
-    assert set(GitNotesLedger(repo).read()) == {"s1"}
-    assert git(repo, "notes", "--ref", "costattr", "list", wt_head)
+    assert GitNotesLedger(repo).read().records == {recorded.id: recorded}
+    assert wt_head in annotated(repo)
+
+
+# ----------------------------------------------------------------------------------------------
+# Notes written by costattr 0.1
+
+
+def _v1_line(entry: dict[str, Any]) -> str:
+    # 0.1's encode_line: the entry's JSON, compact, keys sorted.
+    return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def test_v1_notes_are_read_once_per_session_and_left_in_place(repo: Path) -> None:
+    """0.1 filed one cumulative snapshot of a session on every commit it was recorded at. Reading
+    every snapshot as records would count a segment seen open at one commit and closed at the
+    next twice; only each session's newest snapshot (0.1's own rule) is converted."""
+    entries = json.loads(V1_FIXTURE.read_text())["data"]
+    newest = entries["sess-login"]
+    # The snapshot 0.1 wrote one commit earlier: its first two requests, not yet committed.
+    closed = newest["segments"][0]
+    older = {**newest, "updated_at": newest["updated_at"] - 600, "commit": None, "cost_usd": closed["cost_usd"],
+             "requests": closed["requests"], "last_ts": closed["last_ts"],
+             "segments": [{**closed, "commit": None, "commit_message": None, "until_ts": None}]}
+    first, second = commit(repo, "PROJ-12 login form"), commit(repo, "Merge tooling")
+    git(repo, "notes", "--ref", "costattr", "add", "-m", _v1_line(older), first)
+    git(repo, "notes", "--ref", "costattr", "add", "-m", "\n".join(_v1_line(e) for e in entries.values()), second)
+
+    led = GitNotesLedger(repo)
+    got = led.read()
+    want = union(*(v1_records(e) for e in entries.values()))  # the ids the local migration gives
+    assert got.records == want and got.set_aside.count == 0
+    truth = sum((Decimal(repr(e["cost_usd"])) for e in entries.values()), Decimal(0))
+    assert sum((r.cost for r in got.records.values() if isinstance(r, SpendRecord)), Decimal(0)) == truth
+    assert requests(got.records.values()) == sum(e["requests"] for e in entries.values())
+
+    before = git(repo, "notes", "--ref", "costattr", "show", second)
+    new = rec(repo, "sess-new", commit=second, parts=[part(cost="0.5")])
+    led.add([new])
+    after = note_lines(repo, second)
+    assert set(before.splitlines()) <= set(after) and encode_line(new) in after  # 0.1's lines stay as they were
+    assert led.read().records == union(want.values(), [new])
+
+
+# ----------------------------------------------------------------------------------------------
+# A repository's notes hold that repository's records only (issue 12)
+
+
+def _hook_commit(repo: Path, message: str) -> str:
+    proc = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=repo, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout + proc.stderr
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "costattr", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_sync_all_in_repo_b_never_carries_repo_a_records(tmp_path: Path, env_dirs: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """One session works in repository A on a confidential branch, then moves to repository B.
+    Both hooks record (each its own repository's spend); `costattr sync --all` in B sends B's
+    records to B's notes and origin, and nothing of A (branch, path, message) ever gets there."""
+    monkeypatch.setenv("COSTATTR_LEDGER", "git-notes")
+    repos: dict[str, Path] = {}
+    for name in ("a", "b"):
+        origin = make_repo(tmp_path / f"origin-{name}.git", bare=True)
+        repos[name] = tmp_path / name
+        git(tmp_path, "clone", "-q", str(origin), str(repos[name]))
+        commit(repos[name], "initial")
+        git(repos[name], "push", "-q", "origin", "HEAD:main")
+        _cli("install", "--no-notes-refspec", cwd=repos[name])
+    a, b = repos["a"], repos["b"]
+    secret = "secret/ACME-9-acquisition"
+    git(a, "checkout", "-q", "-b", secret)
+    projects = env_dirs["claude"] / "projects"
+    append_claude(projects, "mover", [
+        claude_line("mover", str(a), secret, "2026-11-20T09:00:00.000Z", out=100),
+        claude_line("mover", str(a), secret, "2026-11-20T09:01:00.000Z", out=200),
+        claude_line("mover", str(b), "main", "2026-11-20T09:02:00.000Z", out=300),
+        claude_line("mover", str(b), "main", "2026-11-20T09:03:00.000Z", out=400),
+    ])
+    _hook_commit(a, "ACME-9 term sheet")
+    _hook_commit(b, "B's fix")
+
+    with LocalStore() as store:
+        local = store.read().records
+    by_repo = {rid: {i for i, r in local.items() if r.repo == rid} for rid in (repo_id(a), repo_id(b))}
+    assert by_repo[repo_id(a)] and by_repo[repo_id(b)]  # the local ledger holds both repositories' spend
+    assert set(local) == by_repo[repo_id(a)] | by_repo[repo_id(b)]
+
+    out = _cli("sync", "--all", cwd=b).stdout
+    assert "git notes lacked 0 records" in out and "pushed refs/notes/costattr to origin" in out
+    b_notes = GitNotesLedger(b).read().records
+    assert set(b_notes) == by_repo[repo_id(b)]
+    assert requests(b_notes.values()) == 2
+    text = every_note(b)
+    for leak in (secret, "ACME-9", str(a), repo_id(a)):
+        assert leak not in text
+
+    # What B's origin received: a fresh clone of it sees B's records and nothing else.
+    b2 = tmp_path / "b2"
+    git(tmp_path, "clone", "-q", str(tmp_path / "origin-b.git"), str(b2))
+    GitNotesLedger(b2).sync()
+    assert set(GitNotesLedger(b2).read().records) == by_repo[repo_id(b)]
+    assert secret not in every_note(b2)
+
+    _cli("sync", "--all", cwd=a)
+    assert set(GitNotesLedger(a).read().records) == by_repo[repo_id(a)]
+
+
+def test_add_refuses_another_repositorys_records(tmp_path: Path) -> None:
+    a, b = make_repo(tmp_path / "a"), make_repo(tmp_path / "b")
+    commit(a, "one")
+    head = commit(b, "one")
+    led = GitNotesLedger(b)
+    with pytest.raises(CostattrError, match="refusing to write records of another repository"):
+        led.add([rec(b, "mine", commit=head), rec(a, "theirs", branch="secret/ACME-9-acquisition")])
+    assert led.read().records == {}  # not even this repository's half was written
+    assert git(b, "notes", "--ref", "costattr", "list", check=False) == ""

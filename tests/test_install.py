@@ -1,4 +1,5 @@
-"""Hook installation, three ways, all calling `costattr upload --hook`."""
+"""Hook installation, three ways, all calling `costattr upload --hook`; `costattr install` also
+installs post-rewrite, which moves recorded spend to the commits an amend or a rebase made."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import os
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers_claude import append_claude, claude_line
+from helpers_reliability import read_records
 
-from costattr.commands.install import render_hook
+from costattr.commands.install import HOOKS, is_ours, render_hook
+from costattr.ledger.view import visible
 from costattr.testing.gitrepo import commit, git, make_repo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +35,38 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def ledger(env_dirs: dict[str, Path]) -> dict:
-    return json.loads((env_dirs["costattr_home"] / "ledger.json").read_text())["data"]
+def spend_of(env_dirs: dict[str, Path], session: str) -> list[tuple[str | None, str | None, str | None, int]]:
+    """(branch, commit, issue, requests) of each visible record of `session` in the local store,
+    commits as reports show them (after rewrites)."""
+    return sorted((s.branch, s.commit, s.issue, s.record.requests)
+                  for s in visible(read_records(env_dirs["costattr_home"])) if s.session_id == session)
 
 
-def test_shipped_script_matches_what_install_writes() -> None:
-    assert (ROOT / "hooks" / "post-commit").read_text() == render_hook(None)
-    assert os.access(ROOT / "hooks" / "post-commit", os.X_OK)
+def by_commit(cwd: Path) -> dict[str, Decimal]:
+    proc = costattr("report", "--by", "commit", "--format", "json", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return {r["key"]: Decimal(str(r["cost_usd"])) for r in json.loads(proc.stdout)["rows"]}
+
+
+def say(env_dirs: dict[str, Path], session: str, cwd: Path, branch: str, ts: str, out: int = 100) -> None:
+    append_claude(env_dirs["claude"] / "projects", session, [claude_line(session, str(cwd), branch, ts, out=out)])
+
+
+def test_shipped_scripts_match_what_install_writes(repo: Path) -> None:
+    shipped = {p.name for p in (ROOT / "hooks").iterdir()}
+    assert shipped == set(HOOKS) == {"post-commit", "post-rewrite"}
+    for hook in HOOKS:
+        assert (ROOT / "hooks" / hook).read_text() == render_hook(None, hook), hook
+        assert os.access(ROOT / "hooks" / hook, os.X_OK), hook
+    out = costattr("install", cwd=repo)
+    assert out.returncode == 0, out.stderr
+    for hook in HOOKS:
+        installed = repo / ".git" / "hooks" / hook
+        # What install writes is the shipped script with this interpreter filled in, and nothing else.
+        assert installed.read_text() == render_hook(sys.executable, hook), hook
+        assert installed.read_text().replace(f"INSTALL_PYTHON={sys.executable}", "INSTALL_PYTHON=''") == \
+            (ROOT / "hooks" / hook).read_text()
+        assert os.access(installed, os.X_OK), hook
 
 
 def test_install_keeps_a_foreign_hook_and_uninstall_restores_it(env_dirs: dict[str, Path], repo: Path) -> None:
@@ -46,13 +75,44 @@ def test_install_keeps_a_foreign_hook_and_uninstall_restores_it(env_dirs: dict[s
     hook.chmod(0o755)
     out = costattr("install", cwd=repo)
     assert out.returncode == 0 and "kept" in out.stdout
-    append_claude(env_dirs["claude"] / "projects", "s", [claude_line("s", str(repo), "main", "2026-11-20T09:00:00Z")])
-    commit(repo, "second")
+    say(env_dirs, "s", repo, "main", "2026-11-20T09:00:00Z")
+    sha = commit(repo, "second")
     assert (repo / ".git" / "foreign.txt").exists()  # the previous hook still ran
-    assert "s" in ledger(env_dirs)  # and so did ours
+    assert spend_of(env_dirs, "s") == [("main", sha, None, 1)]  # and so did ours
     assert costattr("install", cwd=repo).returncode == 0  # reinstalling is harmless
+    assert "foreign-hook-ran" in hook.with_name("post-commit.legacy").read_text()  # not replaced by ours
     assert costattr("install", "--uninstall", cwd=repo).returncode == 0
     assert "foreign-hook-ran" in hook.read_text()
+    assert not (repo / ".git" / "hooks" / "post-rewrite").exists()  # ours, removed; there was none before
+
+
+def test_a_refusal_installs_neither_hook(repo: Path) -> None:
+    hooks = repo / ".git" / "hooks"
+    for name in ("post-rewrite", "post-rewrite.legacy"):
+        (hooks / name).write_text(f"#!/bin/sh\necho {name}\n")
+    out = costattr("install", cwd=repo)
+    assert out.returncode == 1 and "post-rewrite.legacy already exists" in out.stderr
+    assert not (hooks / "post-commit").exists()  # no half-installed pair
+    assert (hooks / "post-rewrite").read_text() == "#!/bin/sh\necho post-rewrite\n"
+    forced = costattr("install", "--force", cwd=repo)
+    assert forced.returncode == 0, forced.stderr
+    assert (hooks / "post-rewrite.legacy").read_text() == "#!/bin/sh\necho post-rewrite\n"  # the current one kept
+    assert all(is_ours(hooks / hook) for hook in HOOKS)
+
+
+def test_a_foreign_post_rewrite_hook_still_gets_gits_lines(env_dirs: dict[str, Path], repo: Path) -> None:
+    """post-rewrite reads `old new` lines on stdin: the kept hook and costattr both need them."""
+    hook = repo / ".git" / "hooks" / "post-rewrite"
+    hook.write_text("#!/bin/sh\ncat > \"$(git rev-parse --git-dir)/rewritten.txt\"\n")
+    hook.chmod(0o755)
+    assert costattr("install", cwd=repo).returncode == 0
+    git(repo, "checkout", "-q", "-b", "wip")
+    say(env_dirs, "a", repo, "wip", "2026-11-20T09:00:00Z")
+    old = commit(repo, "PROJ-1 first try")
+    git(repo, "commit", "-q", "--amend", "--allow-empty", "-m", "PROJ-2 the real thing")
+    new = git(repo, "rev-parse", "HEAD")
+    assert (repo / ".git" / "rewritten.txt").read_text().split() == [old, new]
+    assert spend_of(env_dirs, "a") == [("wip", new, "PROJ-2", 1)]
 
 
 def test_refuses_core_hooks_path_with_the_line_to_add(repo: Path) -> None:
@@ -62,30 +122,40 @@ def test_refuses_core_hooks_path_with_the_line_to_add(repo: Path) -> None:
     assert ".husky/post-commit" in out.stderr and "costattr upload --hook" in out.stderr
 
 
-def test_worktrees_share_the_hook(env_dirs: dict[str, Path], repo: Path, tmp_path: Path) -> None:
+def test_worktrees_share_the_hooks(env_dirs: dict[str, Path], repo: Path, tmp_path: Path) -> None:
     assert costattr("install", cwd=repo).returncode == 0
     wt = tmp_path / "wt"
     git(repo, "worktree", "add", "-q", "-b", "ENG-5-fix", str(wt))
-    append_claude(env_dirs["claude"] / "projects", "w", [claude_line("w", str(wt), "ENG-5-fix", "2026-11-20T09:00:00Z")])
+    say(env_dirs, "w", wt, "ENG-5-fix", "2026-11-20T09:00:00Z")
     sha = commit(wt, "fix in worktree")
-    entry = ledger(env_dirs)["w"]
-    assert entry["segments"][0]["commit"] == sha and entry["segments"][0]["issue"] == "ENG-5"
+    assert spend_of(env_dirs, "w") == [("ENG-5-fix", sha, "ENG-5", 1)]
+    git(wt, "commit", "-q", "--amend", "--allow-empty", "-m", "fix in worktree, reworded")  # post-rewrite too
+    assert spend_of(env_dirs, "w") == [("ENG-5-fix", git(wt, "rev-parse", "HEAD"), "ENG-5", 1)]
 
 
 def test_rebase_and_cherry_pick_replay_the_hook_without_double_counting(env_dirs: dict[str, Path], repo: Path) -> None:
     assert costattr("install", cwd=repo).returncode == 0
     git(repo, "checkout", "-q", "-b", "PROJ-1-x")
-    append_claude(env_dirs["claude"] / "projects", "s", [claude_line("s", str(repo), "PROJ-1-x", "2026-11-20T09:00:00Z")])
-    commit(repo, "one", {"one.txt": "1\n"})
-    commit(repo, "two", {"two.txt": "2\n"})
-    before = ledger(env_dirs)["s"]["cost_usd"]
+    say(env_dirs, "s", repo, "PROJ-1-x", "2026-11-20T09:00:00Z")
+    one = commit(repo, "one", {"one.txt": "1\n"})
+    say(env_dirs, "s", repo, "PROJ-1-x", "2026-11-20T09:05:00Z", out=300)
+    two = commit(repo, "two", {"two.txt": "2\n"})
+    before = by_commit(repo)
+    assert set(before) == {one, two}
+    total = sum(before.values())
     git(repo, "checkout", "-q", "main")
     commit(repo, "on main", {"main.txt": "m\n"})
     git(repo, "checkout", "-q", "PROJ-1-x")
-    git(repo, "rebase", "-q", "main")  # replays two commits: the hook fires twice more
+    git(repo, "rebase", "-q", "main")  # replays two commits: post-commit fires twice more, then post-rewrite
+    new_one, new_two = git(repo, "rev-parse", "HEAD~1"), git(repo, "rev-parse", "HEAD")
+    after = by_commit(repo)
+    # Only the new SHAs, each with the spend of the commit it replaced: nothing doubled, nothing lingering.
+    assert after == {new_one: before[one], new_two: before[two]}
     git(repo, "checkout", "-q", "main")
-    git(repo, "cherry-pick", "PROJ-1-x")
-    assert ledger(env_dirs)["s"]["cost_usd"] == before
+    git(repo, "cherry-pick", "PROJ-1-x")  # a copy on main: post-commit again, nothing new to record
+    assert by_commit(repo) == after
+    assert sum(by_commit(repo).values()) == total
+    assert sum(n for *_where, n in spend_of(env_dirs, "s")) == 2  # every request once
 
 
 @pytest.mark.skipif(shutil.which("pre-commit") is None and not (Path(sys.executable).parent / "pre-commit").exists(),
@@ -110,11 +180,8 @@ def test_pre_commit_consumer_repo(env_dirs: dict[str, Path], repo: Path, tmp_pat
     git(repo, "add", ".pre-commit-config.yaml")
     git(repo, "commit", "-q", "-m", "use costattr")
     git(repo, "checkout", "-q", "-b", "feature/PROJ-7-login")
-    append_claude(env_dirs["claude"] / "projects", "s", [
-        claude_line("s", str(repo), "feature/PROJ-7-login", "2026-11-20T09:00:00Z")])
+    say(env_dirs, "s", repo, "feature/PROJ-7-login", "2026-11-20T09:00:00Z")
     proc = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "login"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
-    entry = ledger(env_dirs)["s"]
-    assert entry["segments"][0]["issue"] == "PROJ-7"
-    assert entry["segments"][0]["commit"] == git(repo, "rev-parse", "HEAD")
+    assert spend_of(env_dirs, "s") == [("feature/PROJ-7-login", git(repo, "rev-parse", "HEAD"), "PROJ-7", 1)]

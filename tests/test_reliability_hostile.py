@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
-from helpers_reliability import HOOK, env_with, figures, run_cli
+from helpers_reliability import HOOK, env_with, figures, ledger_file, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -450,6 +449,7 @@ HOSTILE_BRANCHES = [
     "fix/ünïcödé-PROJ-13-日本語-\u202etxt",
     "_x_-#12-<!--",
     "&lt;b&gt;&#124;-PROJ-14",
+    "x');DROP-TABLE-records;--PROJ-16",  # the store's SQL takes every string as a parameter
 ]
 NON_UTF8_BRANCH = "bad-\udcff\udcfe-PROJ-15"  # the raw bytes 0xff 0xfe in the ref name
 HOSTILE_MESSAGE = ("Fix <script>alert('x')</script> | a | b | @octocat\n\n# heading\n[click](javascript:alert(1))\r\n"
@@ -482,6 +482,11 @@ def assert_inert_markdown(text: str, what: str) -> None:
         else:
             header_pipes = None
             assert not line.lstrip().startswith(("| inj", "# heading", "# x")), (what, line)
+
+
+def _where(entry: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    """(state, branch, commit) of each spend group of a session's figures."""
+    return [(state, branch, commit or None) for state, branch, commit, *_rest in entry["spend"]]
 
 
 def _commit_env(author: str) -> dict[str, str]:
@@ -549,7 +554,7 @@ def test_branch_name_that_is_not_utf8_is_recorded(tmp_path: Path, env_dirs: dict
     again = run_cli(*HOOK, cwd=repo)  # and the fast-path state neither crashes nor skips wrongly
     assert again.returncode == 0 and not again.stderr, again.stderr
     (entry,) = figures(env_dirs["costattr_home"]).values()
-    assert [(s["branch"], s["commit"]) for s in entry["segments"]] == [("bad-\ufffd\ufffd-PROJ-15", sha)]
+    assert _where(entry) == [("closed", "bad-\ufffd\ufffd-PROJ-15", sha)]
     assert entry["issues"] == ["PROJ-15"]
     for by in ("issue", "branch", "commit"):
         report = run_cli("report", "--by", by, "--format", "markdown", cwd=repo)
@@ -574,11 +579,11 @@ def test_repository_without_commits(tmp_path: Path, env_dirs: dict[str, Path]) -
         proc = run_cli(*args, cwd=repo)
         assert proc.returncode == 0 and not proc.stderr, proc.stderr
     (entry,) = figures(env_dirs["costattr_home"]).values()
-    assert [(s["branch"], s["commit"]) for s in entry["segments"]] == [("PROJ-1-start", None)]  # open: no commit yet
+    assert _where(entry) == [("open", "PROJ-1-start", None)]  # no commit yet
     commit(repo, "first")
     assert run_cli(*HOOK, cwd=repo).returncode == 0
     (entry,) = figures(env_dirs["costattr_home"]).values()
-    assert [(s["branch"], s["commit"]) for s in entry["segments"]] == [("PROJ-1-start", git(repo, "rev-parse", "HEAD"))]
+    assert _where(entry) == [("closed", "PROJ-1-start", git(repo, "rev-parse", "HEAD"))]  # closed into it
     report = run_cli("report", "--by", "issue", "--format", "json", cwd=repo)
     assert [r["key"] for r in orjson.loads(report.stdout)["rows"]] == ["PROJ-1"]
 
@@ -594,7 +599,7 @@ def test_detached_head(tmp_path: Path, env_dirs: dict[str, Path]) -> None:
     proc = run_cli(*HOOK, cwd=repo)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     (entry,) = figures(env_dirs["costattr_home"]).values()
-    assert [(s["branch"], s["commit"]) for s in entry["segments"]] == [(None, sha)]
+    assert _where(entry) == [("closed", None, sha)]  # detached: no branch shown
     assert run_cli("comment", "--dry-run", "--pr", "3", cwd=repo).returncode == 0
 
 
@@ -610,7 +615,7 @@ def test_bare_repository(tmp_path: Path, env_dirs: dict[str, Path]) -> None:
         proc = run_cli(*args, cwd=bare)
         assert proc.returncode in (0, 1), (args, proc.stderr)
         assert "Traceback" not in proc.stderr and "unexpected error" not in proc.stderr, (args, proc.stderr)
-    assert not (env_dirs["costattr_home"] / "ledger.json").exists()
+    assert not ledger_file(env_dirs["costattr_home"]).exists()
 
 
 def test_submodule_spend_belongs_to_the_submodule(tmp_path: Path, env_dirs: dict[str, Path]) -> None:
@@ -637,9 +642,9 @@ def test_submodule_spend_belongs_to_the_submodule(tmp_path: Path, env_dirs: dict
         assert proc.returncode == 0 and not proc.stderr, proc.stderr
     entries = figures(env_dirs["costattr_home"])
     assert entries[top.session_id]["repo"] == "acme/app"
-    assert [s["commit"] for s in entries[top.session_id]["segments"]] == [app_sha]
+    assert _where(entries[top.session_id]) == [("closed", "main", app_sha)]
     assert entries[sub.session_id]["repo"] == "acme/lib"
-    assert [s["commit"] for s in entries[sub.session_id]["segments"]] == [lib_sha]
+    assert _where(entries[sub.session_id]) == [("closed", "main", lib_sha)]
 
 
 def test_figures_of_generated_inputs() -> None:

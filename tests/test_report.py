@@ -1,5 +1,6 @@
-"""`costattr report` over ledgers built by the real upload path: real git repositories, real
-transcript lines, `python -m costattr upload` after each commit.
+"""`costattr report` and `costattr export` over ledgers built by the real recording path: real git
+repositories, real transcript lines, real `git commit` firing the installed post-commit hook (and
+`costattr upload --pr N` where a user links a PR).
 
 Golden files (tests/golden/report_*) pin the table, markdown, csv and tree output. Everything in
 them is deterministic: transcript timestamps are fixed, commits carry fixed author and committer
@@ -11,29 +12,33 @@ Regenerate them after an intended change with:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
-import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from builders import spend, store_with
 from click.testing import CliRunner, Result
 from helpers_claude import append_claude, claude_line
 
 from costattr.cli import cli
-from costattr.ledger import JsonLedger
-from costattr.models import LedgerEntry, money
+from costattr.ledger.records import BEFORE_BASE, AnyRecord, from_json
+from costattr.ledger.store import STORE_NAME, LocalStore
+from costattr.models import money
 from costattr.report.rollup import GROUPINGS
-from costattr.testing.gitrepo import commit, git, make_repo
+from costattr.testing.gitrepo import clean_env, commit, git, make_repo
 from costattr.testing.transcripts import CodexRolloutWriter
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -52,28 +57,55 @@ def line_cost(inp: int = 10, out: int = 100, cw: int = 1000, cr: int = 5000) -> 
 
 
 def upload(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The hook's work, as the hook runs it: a separate process in the work tree."""
+    """`costattr upload ARGS` as a user runs it (`--pr N`): a separate process in the work tree."""
     proc = subprocess.run([sys.executable, "-m", "costattr", "upload", *args], cwd=cwd, capture_output=True,
                           text=True, check=False, env={**os.environ, **(env or {})})
     assert proc.returncode == 0, proc.stderr
     return proc
 
 
+def install(repo: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "costattr", "install"], cwd=repo, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0 and "installed" in proc.stdout, proc.stderr
+
+
+def hooked_commit(repo: Path, message: str, files: Mapping[str, str] | None = None,
+                  env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """A real `git commit`, which fires the installed post-commit hook: (the new SHA, what the hook said)."""
+    for rel, content in (files or {}).items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(content, encoding="utf-8")
+    git(repo, "add", "-A", env=env)
+    proc = subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", message],
+                          capture_output=True, text=True, check=False, env=clean_env(env))
+    assert proc.returncode == 0, proc.stderr
+    # The hook never fails a commit, so a hook that broke would only say so here.
+    assert "spend not recorded" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    return git(repo, "rev-parse", "HEAD"), proc.stderr
+
+
 ReportFn = Callable[..., Result]
 
 
 @pytest.fixture
-def report(monkeypatch: pytest.MonkeyPatch) -> ReportFn:
-    """`costattr report ARGS` in-process (fast), run in `cwd` so the repository's config applies."""
+def cli_in(monkeypatch: pytest.MonkeyPatch) -> ReportFn:
+    """`costattr ARGS` in-process (fast), run in `cwd` so the repository's config applies."""
 
-    def run(cwd: Path, *args: str, env: dict[str, str] | None = None, ok: bool = True) -> Result:
+    def run(cwd: Path, *args: str, env: dict[str, str | None] | None = None, ok: bool = True) -> Result:
         monkeypatch.chdir(cwd)
-        result = CliRunner().invoke(cli, ["report", *args], env=env, catch_exceptions=False)
+        result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
         if ok:
             assert result.exit_code == 0, result.output
         return result
 
     return run
+
+
+@pytest.fixture
+def report(cli_in: ReportFn) -> ReportFn:
+    """`costattr report ARGS` in `cwd`."""
+    return lambda cwd, *args, **kwargs: cli_in(cwd, "report", *args, **kwargs)
 
 
 def report_json(report: ReportFn, cwd: Path, *args: str) -> dict[str, Any]:
@@ -201,7 +233,8 @@ def _isolate(mp: pytest.MonkeyPatch, base: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """Seven sessions over two repositories, two assistants and four days, recorded commit by commit.
+    """Seven sessions over two repositories, two assistants and four days, recorded commit by commit
+    by the installed hook.
 
     acme/app: PROJ-7 (two commits, PR 142, one line at 23:30Z for the time-zone edge), ENG-42 (an
     open branch: no commit yet), PROJ-9 on a branch name too long for 80 columns with an unknown
@@ -214,7 +247,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         projects = dirs["claude"] / "projects"
         app = make_repo(base / "app", origin="git@github.com:acme/app.git")
         (app / ".costattr.toml").write_text(BUDGETS_TOML)
-        commit(app, "initial", {"README.md": "app\n"})
+        install(app)
+        hooked_commit(app, "initial", {"README.md": "app\n"})
         a = str(app)
         shas: dict[str, str] = {}
 
@@ -223,7 +257,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             claude_line("s-login", a, "feature/PROJ-7-login", "2026-11-20T09:00:00.000Z"),
             claude_line("s-login", a, "feature/PROJ-7-login", "2026-11-20T09:20:00.000Z", out=300),
         ])
-        shas["login"] = commit(app, "Add login form", {"login.py": "form = 1\n"})
+        shas["login"], said = hooked_commit(app, "Add login form", {"login.py": "form = 1\n"})
+        assert f"costattr: {line_cost() + line_cost(out=300):.4f}" in said and "on PROJ-7" in said
         upload(app, "--pr", "142")
 
         append_claude(projects, "s-login", [
@@ -232,8 +267,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         append_claude(projects, "s-cache", [
             claude_line("s-cache", a, "alice/eng-42-cache", "2026-11-21T08:00:00.000Z", cr=20000),
         ])
-        shas["validate"] = commit(app, "Validate login input (refs ENG-42)", {"login.py": "form = 2\n"})
-        upload(app)
+        shas["validate"], said = hooked_commit(app, "Validate login input (refs ENG-42)", {"login.py": "form = 2\n"})
+        assert "left open on alice/eng-42-cache" in said  # ENG-42's branch has no commit yet
 
         git(app, "checkout", "-q", "main")
         git(app, "checkout", "-q", "-b", LONG_BRANCH)
@@ -241,22 +276,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             claude_line("s-long", a, LONG_BRANCH, "2026-11-21T10:00:00.000Z", out=2000),
             claude_line("s-long", a, LONG_BRANCH, "2026-11-21T10:30:00.000Z", model=UNKNOWN_MODEL),
         ])
-        shas["long"] = commit(app, "Long work", {"long.py": "x = 1\n"})
-        upload(app)
+        shas["long"], _ = hooked_commit(app, "Long work", {"long.py": "x = 1\n"})
 
         git(app, "checkout", "-q", "main")
         append_claude(projects, "s-main", [
             claude_line("s-main", a, "main", "2026-11-22T10:00:00.000Z", model=HAIKU, out=1000),
         ])
-        shas["deps"] = commit(app, "chore: bump deps", {"deps.txt": "1\n"})
-        upload(app)
+        shas["deps"], _ = hooked_commit(app, "chore: bump deps", {"deps.txt": "1\n"})
 
         git(app, "checkout", "-q", "-b", "123-crash-on-start")
         append_claude(projects, "s-legacy", [
             legacy_line("s-legacy", a, "123-crash-on-start", "2026-11-22T12:00:00.000Z", 0.5, n=1),
         ])
-        shas["crash"] = commit(app, "Fix crash on start", {"main.py": "ok = True\n"})
-        upload(app)
+        shas["crash"], _ = hooked_commit(app, "Fix crash on start", {"main.py": "ok = True\n"})
 
         git(app, "checkout", "-q", "main")
         git(app, "checkout", "-q", "-b", "ENG-50-refactor")
@@ -267,30 +299,45 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         codex.tool_call()
         codex.token_count(input=20000, cached=15000, output=500, reasoning=200)
         codex.close()
-        shas["refactor"] = commit(app, "Refactor the session store", {"store.py": "s = 1\n"})
-        # --session: `upload --pr` links every changed session in the work tree to the PR (see
-        # test_pr_link_stays_on_its_branch); only the Codex session belongs to PR 150.
-        upload(app, "--pr", "150", "--session", CODEX_SESSION)
+        shas["refactor"], _ = hooked_commit(app, "Refactor the session store", {"store.py": "s = 1\n"})
+        # `--pr` links the sessions with spend on the checked-out branch only: the Codex session.
+        upload(app, "--pr", "150")
 
         api = make_repo(base / "api", origin="git@github.com:acme/api.git")
-        commit(api, "initial", {"README.md": "api\n"})
+        install(api)
+        hooked_commit(api, "initial", {"README.md": "api\n"})
         git(api, "checkout", "-q", "-b", "PROJ-7-api")
         append_claude(projects, "s-api", [claude_line("s-api", str(api), "PROJ-7-api", "2026-11-23T15:00:00.000Z")])
-        shas["api"] = commit(api, "Login endpoint", {"api.py": "login = 1\n"})
-        upload(api)
+        shas["api"], said = hooked_commit(api, "Login endpoint", {"api.py": "login = 1\n"})
+        assert f"costattr: {line_cost():.4f} (83.2%) on PROJ-7" in said
 
-        ledger = dirs["costattr_home"] / "ledger.json"
+        ledger = dirs["costattr_home"] / STORE_NAME
         assert ledger.is_file()
     # the environment is restored here: tests see only their own (conftest's isolation)
     return World(app=app, api=api, ledger=ledger, shas=shas)
 
 
+def copy_store(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite ledger (its WAL included), through SQLite's own backup."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
 @pytest.fixture
 def golden(world: World, env_dirs: dict[str, Path]) -> World:
     """This test's own copy of the golden ledger, where `costattr report` reads it."""
-    env_dirs["costattr_home"].mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(world.ledger, env_dirs["costattr_home"] / "ledger.json")
+    copy_store(world.ledger, env_dirs["costattr_home"] / STORE_NAME)
     return world
+
+
+def store_records(env_dirs: dict[str, Path]) -> dict[str, AnyRecord]:
+    with LocalStore(env_dirs["costattr_home"] / STORE_NAME) as store:
+        read = store.read()
+    assert read.set_aside.count == 0, read.set_aside.summary()
+    return read.records
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,7 +397,7 @@ def test_unattributed_is_what_has_no_key(golden: World, report: ReportFn) -> Non
     # main has no issue key: its spend (the haiku request) stays visible, not dropped
     assert by_issue["unattributed"]["requests"] == 1 and by_issue["unattributed"]["sessions"] == 1
     by_commit = report_json(report, golden.app, "--by", "commit")
-    # ENG-42's branch has no commit yet: its spend waits in an open segment
+    # ENG-42's branch has no commit yet: its spend waits in an open record
     assert by_commit["unattributed"]["requests"] == 1
     assert by_commit["unattributed"]["tokens"]["cache_read"] == 20000
     by_pr = report_json(report, golden.app, "--by", "pr")
@@ -496,6 +543,18 @@ def test_tree_shares_of_the_parent(golden: World, report: ReportFn) -> None:
     assert "session s-api" in out
 
 
+def test_tree_says_what_each_record_is(env_dirs: dict[str, Path], tmp_path: Path, report: ReportFn) -> None:
+    """A record with no commit is shown by its state; spend set aside by `--base` says so."""
+    store_with([
+        spend("s-base", state="unattributed", branch=None, note=BEFORE_BASE),
+        spend("s-base", state="open", branch="feature/ABC-2-y", issue="ABC-2"),
+        spend("s-base", commit="c0ffee" * 6 + "c0ff", branch="feature/ABC-2-y", issue="ABC-2", message="Pay"),
+    ]).close()
+    out = report(tmp_path, "--by", "session", "--tree").stdout
+    assert "unattributed (no branch) (before --base)" in out
+    assert "open feature/ABC-2-y" in out and "c0ffeec feature/ABC-2-y: Pay" in out
+
+
 # ------------------------------------------------------------------------------------------------
 # filters
 
@@ -554,17 +613,32 @@ def test_top_folds_the_rest_and_still_adds_up(golden: World, report: ReportFn) -
 
 
 def test_pr_link_stays_on_its_branch(env_dirs: dict[str, Path], tmp_path: Path, report: ReportFn) -> None:
+    """`--pr N` links the checked-out branch's spend, now and later; a commit elsewhere never moves it."""
     repo = make_repo(tmp_path / "prs")
-    commit(repo, "initial")
+    install(repo)
+    hooked_commit(repo, "initial")
     git(repo, "checkout", "-q", "-b", "PROJ-2-other")
     projects = env_dirs["claude"] / "projects"
     append_claude(projects, "s-other", [claude_line("s-other", str(repo), "PROJ-2-other", "2026-11-20T09:00:00.000Z")])
     git(repo, "checkout", "-q", "-b", "PROJ-3-pr")
     append_claude(projects, "s-pr", [claude_line("s-pr", str(repo), "PROJ-3-pr", "2026-11-20T10:00:00.000Z")])
-    commit(repo, "the PR's work")
-    upload(repo, "--pr", "7")
-    doc = report_json(report, repo, "--by", "pr")
-    assert row_map(doc)["#7"]["sessions"] == 1  # s-other ran on PROJ-2-other: not PR 7's spend
+    hooked_commit(repo, "the PR's work")
+    assert "linked PR #7" in upload(repo, "--pr", "7").stdout
+
+    def pr7() -> tuple[Decimal, int, Decimal]:
+        doc = report_json(report, repo, "--by", "pr")
+        assert_adds_up(doc)
+        row = row_map(doc)["#7"]
+        return dec(row["cost_usd"]), row["sessions"], dec(doc["unattributed"]["cost_usd"])
+
+    assert pr7() == (line_cost(), 1, line_cost())  # s-other ran on PROJ-2-other: not PR 7's spend
+    git(repo, "checkout", "-q", "PROJ-2-other")
+    hooked_commit(repo, "the other branch's work")  # closes s-other's open record on its own branch
+    assert pr7() == (line_cost(), 1, line_cost())
+    git(repo, "checkout", "-q", "PROJ-3-pr")
+    append_claude(projects, "s-late", [claude_line("s-late", str(repo), "PROJ-3-pr", "2026-11-20T11:00:00.000Z")])
+    hooked_commit(repo, "more PR work")  # a session that spends on the PR's branch later joins the PR
+    assert pr7() == (2 * line_cost(), 2, line_cost())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -582,8 +656,8 @@ def late_night(env_dirs: dict[str, Path], tmp_path: Path) -> Path:
     append_claude(projects, "s-nov20", [claude_line("s-nov20", str(repo), "PROJ-1-clock", "2026-11-20T23:30:00.000Z")])
     append_claude(projects, "s-nov30", [claude_line("s-nov30", str(repo), "PROJ-1-clock", "2026-11-30T23:30:00.000Z",
                                                     out=200)])
-    commit(repo, "clock")
-    upload(repo)
+    install(repo)
+    hooked_commit(repo, "clock")
     return repo
 
 
@@ -620,6 +694,38 @@ def test_since_until_in_the_users_time_zone(late_night: Path, report: ReportFn) 
     assert sessions("--since", "2026-11-20", "--until", "2026-11-30", "--tz", "UTC") == {"s-nov20", "s-nov30"}
 
 
+# One session, one commit, requests on both sides of midnight in UTC, Los Angeles (08:00Z),
+# Kolkata (18:30Z) and Kathmandu (18:15Z); each with its own output count, so each has its own cost.
+AROUND_MIDNIGHTS = [("2026-11-20T07:50:00.000Z", 100), ("2026-11-20T08:10:00.000Z", 200),
+                    ("2026-11-20T18:10:00.000Z", 700), ("2026-11-20T18:20:00.000Z", 300),
+                    ("2026-11-20T18:40:00.000Z", 400), ("2026-11-20T23:50:00.000Z", 500),
+                    ("2026-11-21T00:10:00.000Z", 600)]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles", "Asia/Kolkata", "Asia/Kathmandu"])
+def test_a_session_across_midnight_splits_by_day(zone: str, env_dirs: dict[str, Path], tmp_path: Path,
+                                                report: ReportFn) -> None:
+    from zoneinfo import ZoneInfo
+
+    repo = make_repo(tmp_path / "midnight")
+    install(repo)
+    git(repo, "checkout", "-q", "-b", "PROJ-1-clock")
+    append_claude(env_dirs["claude"] / "projects", "s-night", [
+        claude_line("s-night", str(repo), "PROJ-1-clock", ts, out=out) for ts, out in AROUND_MIDNIGHTS])
+    hooked_commit(repo, "night work")
+    truth: dict[str, Decimal] = {}
+    for ts, out in AROUND_MIDNIGHTS:
+        day = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(ZoneInfo(zone)).date().isoformat()
+        truth[day] = truth.get(day, Decimal(0)) + line_cost(out=out)
+    assert len(truth) == 2  # the premise: this session crosses midnight in this zone
+    days = report_json(report, repo, "--by", "day", "--tz", zone)
+    assert {k: dec(r["cost_usd"]) for k, r in row_map(days).items()} == truth
+    assert_adds_up(days)
+    for day, cost in truth.items():  # --since/--until take the same parts as the day rows
+        one = report_json(report, repo, "--by", "issue", "--since", day, "--until", day, "--tz", zone)
+        assert {k: dec(r["cost_usd"]) for k, r in row_map(one).items()} == {"PROJ-1": cost}
+
+
 def test_default_time_zone_is_local(late_night: Path) -> None:
     def days(tz_env: str) -> set[str]:
         proc = subprocess.run([sys.executable, "-m", "costattr", "report", "--by", "day", "--format", "json"],
@@ -645,14 +751,16 @@ def test_upload_warns_once_when_a_commit_pushes_an_issue_over_budget(
 ) -> None:
     repo = make_repo(tmp_path / "budget")
     (repo / ".costattr.toml").write_text('[budgets.issue]\n"proj-5" = 0.01\n')  # keys match case-insensitively
-    commit(repo, "initial", {"README.md": "x\n"})
+    install(repo)
+    hooked_commit(repo, "initial", {"README.md": "x\n"})
     git(repo, "checkout", "-q", "-b", "feature/PROJ-5-pay")
     projects = env_dirs["claude"] / "projects"
 
     def step(ts: str) -> str:
         append_claude(projects, "s-pay", [claude_line("s-pay", str(repo), "feature/PROJ-5-pay", ts)])
-        commit(repo, f"pay at {ts}")
-        return upload(repo).stderr
+        _sha, said = hooked_commit(repo, f"pay at {ts}")
+        assert f"costattr: {line_cost():.4f} (83.2%) on PROJ-5" in said
+        return said
 
     assert "budget" not in step("2026-11-20T09:00:00.000Z")  # $0.0068 of $0.01
     crossed = step("2026-11-20T10:00:00.000Z")  # $0.0136: over
@@ -660,6 +768,9 @@ def test_upload_warns_once_when_a_commit_pushes_an_issue_over_budget(
     assert warnings == ["costattr: budget: issue PROJ-5 is now $0.0136, over its $0.0100 budget"]
     assert "budget" not in step("2026-11-20T11:00:00.000Z")  # still over: said once, not on every commit
     assert "budget" not in upload(repo).stderr  # the hook re-run on the same commit says nothing either
+    amended = subprocess.run(["git", "-C", str(repo), "commit", "-q", "--amend", "--allow-empty", "-m", "pay, amended"],
+                             capture_output=True, text=True, check=True, env=clean_env())
+    assert "budget" not in amended.stderr  # nor does an amend, which only moves the spend to the new SHA
 
     doc = report_json(report, repo, "--by", "issue")
     row = row_map(doc)["PROJ-5"]
@@ -671,6 +782,57 @@ def test_upload_warns_once_when_a_commit_pushes_an_issue_over_budget(
     assert "~$0.0203!" in report(repo, "--by", "issue", "--tree").stdout
     # other groupings carry no issue budget
     assert "over_budget" not in report_json(report, repo, "--by", "session")["rows"][0]
+
+
+def test_budget_crossed_by_open_spend_is_not_said_again_when_it_closes(
+    env_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Spend on PROJ-5's branch recorded by a commit on main (open) already crossed the budget; the
+    commit on PROJ-5's branch that closes it adds only its own new request."""
+    repo = make_repo(tmp_path / "budget-open")
+    (repo / ".costattr.toml").write_text('[budgets.issue]\n"PROJ-5" = 0.01\n[budgets.branch]\n"feature/PROJ-5-pay" = 0.01\n')
+    install(repo)
+    hooked_commit(repo, "initial", {"README.md": "x\n"})
+    git(repo, "branch", "feature/PROJ-5-pay")
+    projects = env_dirs["claude"] / "projects"
+    append_claude(projects, "s-pay", [
+        claude_line("s-pay", str(repo), "feature/PROJ-5-pay", "2026-11-20T09:00:00.000Z"),
+        claude_line("s-pay", str(repo), "feature/PROJ-5-pay", "2026-11-20T09:10:00.000Z"),
+    ])
+    _sha, said = hooked_commit(repo, "hotfix on main")  # the branch's spend waits in an open record
+    assert f"{2 * line_cost():.4f} left open on feature/PROJ-5-pay" in said
+    assert [line for line in said.splitlines() if "budget" in line] == [
+        "costattr: budget: issue PROJ-5 is now $0.0136, over its $0.0100 budget",
+        "costattr: budget: branch feature/PROJ-5-pay is now $0.0136, over its $0.0100 budget",
+    ]
+    git(repo, "checkout", "-q", "feature/PROJ-5-pay")
+    append_claude(projects, "s-pay", [claude_line("s-pay", str(repo), "feature/PROJ-5-pay", "2026-11-20T10:00:00.000Z")])
+    _sha, said = hooked_commit(repo, "pay")
+    assert f"costattr: {3 * line_cost():.4f} (83.2%) on PROJ-5" in said  # the open record closed into it
+    assert "budget" not in said  # over since the hotfix: said then, once
+
+
+def test_budget_counts_spend_an_amend_moved_onto_the_issue(env_dirs: dict[str, Path], tmp_path: Path,
+                                                           report: ReportFn) -> None:
+    repo = make_repo(tmp_path / "budget-amend")
+    (repo / ".costattr.toml").write_text('[budgets.issue]\n"PROJ-5" = 0.02\n')
+    install(repo)
+    hooked_commit(repo, "initial", {"README.md": "x\n"})
+    git(repo, "checkout", "-q", "-b", "feature/pay")  # no issue key in the branch name
+    projects = env_dirs["claude"] / "projects"
+    append_claude(projects, "s-pay", [
+        claude_line("s-pay", str(repo), "feature/pay", "2026-11-20T09:00:00.000Z"),
+        claude_line("s-pay", str(repo), "feature/pay", "2026-11-20T09:10:00.000Z"),
+    ])
+    hooked_commit(repo, "work")
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--amend", "--allow-empty", "-m", "PROJ-5: work"],
+                   capture_output=True, text=True, check=True, env=clean_env())
+    assert dec(row_map(report_json(report, repo, "--by", "issue"))["PROJ-5"]["cost_usd"]) == 2 * line_cost()
+    append_claude(projects, "s-pay", [claude_line("s-pay", str(repo), "feature/pay", "2026-11-20T10:00:00.000Z")])
+    _sha, said = hooked_commit(repo, "PROJ-5: more")
+    # the amended commit's $0.0136 (filed under no issue, moved by the rewrite) counts
+    assert [line for line in said.splitlines() if "budget" in line] == [
+        "costattr: budget: issue PROJ-5 is now $0.0203, over its $0.0200 budget"]
 
 
 def test_branch_and_period_budgets_flag_rows(golden: World, report: ReportFn) -> None:
@@ -697,25 +859,27 @@ def test_by_host_merges_what_several_machines_recorded(
     env_dirs: dict[str, Path], tmp_path: Path, report: ReportFn
 ) -> None:
     repo = make_repo(tmp_path / "shared")
+    install(repo)
     commit(repo, "initial")
     git(repo, "checkout", "-q", "-b", "PROJ-11-sync")
     machines = {"laptop": ("s-laptop", 100), "ci-runner-7": ("s-ci", 700)}
-    recorded: list[list[LedgerEntry]] = []
+    recorded: list[list[AnyRecord]] = []
     for host, (session, out) in machines.items():
-        # each machine: its own transcripts and its own costattr state
+        # each machine: its own transcripts and its own costattr state, which its hook writes
         claude, home = tmp_path / f"{host}-claude", tmp_path / f"{host}-home"
         append_claude(claude / "projects", session, [
             claude_line(session, str(repo), "PROJ-11-sync", "2026-11-20T09:00:00.000Z", out=out)])
-        commit(repo, f"work on {host}")
-        upload(repo, env={"CLAUDE_CONFIG_DIR": str(claude), "COSTATTR_HOME": str(home)})
+        hooked_commit(repo, f"work on {host}", env={"CLAUDE_CONFIG_DIR": str(claude), "COSTATTR_HOME": str(home)})
+        with LocalStore(home / STORE_NAME) as machine_store:
+            records = list(machine_store.read().records.values())
+        assert [r.session_id for r in records] == [session]
         # a test cannot change the host name the hook records, so each copy is labelled here
-        entries = JsonLedger(home / "ledger.json").read()
-        assert list(entries) == [session]
-        recorded.append([e.model_copy(update={"host": host}) for e in entries.values()])
-    shared = JsonLedger()  # this test's ledger, as a shared ledger would hold both machines' entries
-    for machine in recorded:
-        shared.upsert(machine)
-    shared.upsert(recorded[0])  # the same entries delivered twice are one entry
+        # (the host is not part of a record's id: the labelled copy is the same record)
+        recorded.append([dataclasses.replace(r, host=host) for r in records])
+    # this test's ledger, as a shared ledger would hold both machines' records
+    store_with([*recorded[0], *recorded[1]]).close()
+    store_with(recorded[0]).close()  # the same records delivered twice are one record each
+    assert sorted(store_records(env_dirs)) == sorted(r.id for machine in recorded for r in machine)
 
     doc = report_json(report, repo, "--by", "host")
     rows = row_map(doc)
@@ -758,3 +922,122 @@ def test_no_color_is_honoured(golden: World, report: ReportFn) -> None:
     assert "~$0.0301!" in plain  # the flag itself does not depend on colour
     piped = report(golden.app, "--by", "issue", env={"NO_COLOR": None}).stdout  # not a terminal: no escapes
     assert "\x1b[" not in piped
+
+
+# ------------------------------------------------------------------------------------------------
+# a record that fails validation is set aside alone
+
+
+def _insert_raw(ledger: Path, doc: bytes, rid: str, session: str) -> None:
+    """A row written behind costattr's back (a hand edit, a damaged copy), straight into SQLite."""
+    with sqlite3.connect(ledger) as conn:
+        conn.execute("INSERT INTO records (id, kind, state, repo, session_id, branch, commit_sha, issue, doc)"
+                     " VALUES (?, 'spend', 'closed', 'acme/app', ?, 'feature/PROJ-7-login', ?, 'PROJ-7', ?)",
+                     (rid, session, "ab" * 20, doc))
+    conn.close()
+
+
+def test_a_record_that_fails_validation_is_set_aside_alone(
+    golden: World, env_dirs: dict[str, Path], report: ReportFn, cli_in: ReportFn
+) -> None:
+    before = report_json(report, golden.app, "--by", "issue", "--tz", "UTC")
+    ledger = env_dirs["costattr_home"] / STORE_NAME
+    # A PROJ-7 record, valid but for one wrong-typed field (a request count as text): had it been
+    # read, PROJ-7 would cost $5 more.
+    bad = spend("s-hand-edited", issue="PROJ-7", branch="feature/PROJ-7-login", commit="ab" * 20).to_json()
+    bad["parts"][0][2] = "3"
+    bad["parts"][0][10] = "5"
+    _insert_raw(ledger, orjson.dumps(bad), bad["id"], "s-hand-edited")
+
+    result = report(golden.app, "--by", "issue", "--tz", "UTC", "--format", "json")
+    assert json.loads(result.stdout) == before  # the rest, exactly as it was
+    said = [line for line in result.stderr.splitlines() if "set aside" in line]
+    assert said == [f"costattr: 1 record set aside as invalid: requests is not a whole number (1) (in {ledger}); "
+                    "the rest is reported"]
+    table = report(golden.app, "--by", "issue", "--tz", "UTC")
+    assert "1 record set aside" in table.stderr and "~$0.0301!" in table.stdout
+    assert ledger.is_file() and not list(ledger.parent.glob(f"{STORE_NAME}.corrupt-*"))  # never moved aside
+
+    # export leaves it out, and says so; the hook keeps recording next to it
+    exported = cli_in(golden.app, "export", "--format", "jsonl")
+    assert "1 record set aside" in exported.stderr and "the rest is exported" in exported.stderr
+    assert bad["id"] not in exported.stdout
+    with sqlite3.connect(ledger) as conn:
+        assert conn.execute("SELECT count(*) FROM records WHERE id = ?", (bad["id"],)).fetchone() == (1,)
+    conn.close()
+
+
+def test_a_ledger_of_bad_records_only_is_not_called_empty(env_dirs: dict[str, Path], tmp_path: Path,
+                                                         report: ReportFn) -> None:
+    ledger = env_dirs["costattr_home"] / STORE_NAME
+    store_with([]).close()  # a store with its tables, as the first hook leaves it
+    _insert_raw(ledger, b'{"v": 2, "kind": "spend", "id": "not-an-id"}', "x" * 24, "s-bad")
+    result = report(tmp_path, "--by", "issue")
+    assert result.stdout == ""
+    assert "1 record set aside as invalid" in result.stderr and "holds no spend to report" in result.stderr
+    assert "empty" not in result.stderr  # there is something: it failed validation
+
+
+# ------------------------------------------------------------------------------------------------
+# costattr export
+
+ENTRY_FIELDS = {"session_id", "cost_usd", "cache_pct", "cost_str", "branch", "commit", "prs", "updated_at"}
+
+
+def test_export_cloudclawer_is_one_entry_per_session_computed_from_its_records(
+    golden: World, env_dirs: dict[str, Path], report: ReportFn, cli_in: ReportFn
+) -> None:
+    doc = json.loads(cli_in(golden.app, "export").stdout)
+    assert doc["path"] == "agent-costs" and doc["schema_version"] == 2
+    assert set(doc["data"]) == EXPECTED_KEYS["session"]
+    by_session = row_map(report_json(report, golden.app, "--by", "session"))
+    held = store_records(env_dirs)
+    carried: dict[str, AnyRecord] = {}
+    for sid, entry in doc["data"].items():
+        assert set(entry) >= ENTRY_FIELDS | {"schema_version", "records"}, sid
+        assert entry["session_id"] == sid and entry["schema_version"] == 2
+        # CloudClawer's figures are the report's, session by session
+        assert dec(entry["cost_usd"]) == dec(by_session[sid]["cost_usd"]), sid
+        assert entry["cache_pct"] == by_session[sid]["cache_pct"], sid
+        assert entry["cost_str"] == f"{dec(entry['cost_usd']):.4f} ({entry['cache_pct']:.1f}%)", sid
+        assert isinstance(entry["updated_at"], float) and entry["updated_at"] > 0, sid
+        for raw in entry["records"]:
+            rec = from_json(raw)  # every record rides along whole and valid
+            assert rec.session_id == sid and rec.id not in carried
+            carried[rec.id] = rec
+    assert carried == held  # nothing left out, nothing made up
+
+    data = doc["data"]
+    assert (data["s-login"]["branch"], data["s-login"]["commit"], data["s-login"]["prs"]) == (
+        "feature/PROJ-7-login", golden.shas["validate"], [142])  # its latest commit
+    assert (data["s-cache"]["branch"], data["s-cache"]["commit"], data["s-cache"]["prs"]) == (
+        "alice/eng-42-cache", None, [])  # open: no commit yet
+    assert data[CODEX_SESSION]["prs"] == [150] and data[CODEX_SESSION]["commit"] == golden.shas["refactor"]
+    assert data["s-api"]["repo"] == "acme/api" and data["s-api"]["issues"] == ["PROJ-7"]
+    assert data["s-legacy"]["cost_usd"] == 0.5 and data["s-legacy"]["cost_source"] == "authoritative"
+    assert data["s-long"]["unpriced_requests"] == 1
+
+
+def test_export_jsonl_is_every_record_once_in_a_stable_order(
+    golden: World, env_dirs: dict[str, Path], cli_in: ReportFn
+) -> None:
+    out = cli_in(golden.app, "export", "--format", "jsonl").stdout
+    lines = out.splitlines()
+    records = [from_json(json.loads(line)) for line in lines]
+    assert {r.id: r for r in records} == store_records(env_dirs) and len(records) == len(set(lines))
+    assert [(r.session_id, r.kind, r.id) for r in records] == sorted((r.session_id, r.kind, r.id) for r in records)
+    assert {r.kind for r in records} == {"spend", "link"}
+    assert all(line == orjson.dumps(json.loads(line), option=orjson.OPT_SORT_KEYS).decode() for line in lines)
+    assert cli_in(golden.app, "export", "--format", "jsonl").stdout == out  # the same ledger, the same bytes
+
+
+@pytest.mark.parametrize("fmt", ["cloudclawer", "jsonl"])
+def test_export_to_a_file(fmt: str, golden: World, env_dirs: dict[str, Path], cli_in: ReportFn,
+                          tmp_path: Path) -> None:
+    target = tmp_path / "out" / f"agent-costs.{fmt}"
+    target.parent.mkdir()
+    result = cli_in(golden.app, "export", "--format", fmt, "-o", str(target))
+    assert result.stdout == ""  # the data went to the file
+    assert f"wrote {len(store_records(env_dirs))} records to {target}" in result.stderr
+    assert target.read_text(encoding="utf-8") == cli_in(golden.app, "export", "--format", fmt).stdout
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary file left behind

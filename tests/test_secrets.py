@@ -1,8 +1,9 @@
 """Secrets: with a memory-API key and a GitHub token in the environment (and a token inside the
 origin URL), run every command, through success and failure (server down, refused key, bad token,
-verbose tracebacks), then search every file under COSTATTR_HOME (ledger, cache, outbox, logs,
-state), HOME, the hook and config written into the repository, the git notes, and every byte of
-output for them. None may appear anywhere.
+verbose tracebacks), then search every file under COSTATTR_HOME (the SQLite ledger and its WAL,
+where records wait for the shared backend; cache, logs, state), HOME, the hooks and config written
+into the repository, an export, the git notes, and every byte of output for them. None may appear
+anywhere.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 from fake_github import FakeGitHub
 from fake_memory_api import FakeMemoryApi
-from helpers_reliability import HOOK, build_world, env_with, run_cli
+from helpers_reliability import HOOK, build_world, env_with, ledger_file, run_cli
 
 from costattr.cli import COMMANDS, cli
+from costattr.ledger.store import LocalStore
 from costattr.testing.gitrepo import git
 
 API_KEY = "sk-costattr-SECRET-xyz"
@@ -96,6 +98,15 @@ def test_no_command_ever_writes_or_prints_a_secret(tmp_path: Path, env_dirs: dic
             assert gh.comments("acme/app", 5), "the comment was posted"
             assert run("comment", "--dry-run", "--pr", "5").returncode == 0
             assert run("pricing", "show", "--format", "json").returncode == 0
+            exported = tmp_path / "export" / "agent-costs.json"
+            assert run("export", "-o", str(exported)).returncode == 0 and exported.is_file()
+            assert run("export", "--format", "jsonl").returncode == 0
+            assert run("export", "--ledger", "memory-api").returncode == 0
+            # An amend through git itself: the installed post-commit and post-rewrite hooks run.
+            amend = subprocess.run(["git", "commit", "-q", "--amend", "--allow-empty", "-m", "login: amended"],
+                                   cwd=repo, env=base_env, capture_output=True, text=True, check=False)
+            assert amend.returncode == 0, amend.stderr
+            outputs.append(("git commit --amend (hooks)", amend.stdout, amend.stderr))
             run("pricing", "update", "--url", f"{api.url}/u/{api.user}/memory/file?path=prices", "--timeout", "2")
             run("doctor")
             run("doctor", "--format", "json")
@@ -103,7 +114,7 @@ def test_no_command_ever_writes_or_prints_a_secret(tmp_path: Path, env_dirs: dic
 
             # Failures: a refused key, a bad token, a server that is down, verbose tracebacks.
             world.grow(2)
-            run(*HOOK, COSTATTR_API_URL=wrong_api.url)  # 401: entries wait in the outbox
+            run(*HOOK, COSTATTR_API_URL=wrong_api.url)  # 401: the records wait in the local ledger
             run("sync", COSTATTR_API_URL=wrong_api.url)
             run("-v", "report", "--ledger", "memory-api", COSTATTR_API_URL=wrong_api.url)
             run("comment", "--pr", "5", GITHUB_TOKEN="ghp_wrongwrongwrong", GH_TOKEN=None)
@@ -111,7 +122,7 @@ def test_no_command_ever_writes_or_prints_a_secret(tmp_path: Path, env_dirs: dic
             run("comment", "--pr", "999", "--strict")  # no such PR: 404
             api.stop()
             world.grow(2)
-            run(*HOOK)  # the memory API is down: the outbox
+            run(*HOOK)  # the memory API is down: the records wait
             run("-v", "sync")
             run("doctor")
             run("upload", "--pr", "5", COSTATTR_DEBUG="1")
@@ -125,14 +136,17 @@ def test_no_command_ever_writes_or_prints_a_secret(tmp_path: Path, env_dirs: dic
 
     assert ran >= set(COMMANDS), f"not run for real: {set(COMMANDS) - ran}"
     home = env_dirs["costattr_home"]
-    assert (home / "outbox").is_dir() and any((home / "outbox").rglob("*.json")), "the outbox was exercised"
+    with LocalStore(ledger_file(home)) as store:
+        waiting = {label: n for _target, label, n in store.targets()}
+    # The records the refused key and the dead server kept back wait in the store, for the memory API.
+    assert any(n for label, n in waiting.items() if label.startswith("memory API")), waiting
     assert (home / "costattr.log").exists(), "the log was exercised"
 
     found: list[str] = []
     for label, out, err in outputs:
         found += [f"output of `{label}`: {n}" for n in _leaks(out) + _leaks(err)]
     scanned = 0
-    for root in (home, env_dirs["home"], repo / ".git" / "hooks", tmp_path / "ref-home"):
+    for root in (home, env_dirs["home"], repo / ".git" / "hooks", tmp_path / "ref-home", tmp_path / "export"):
         if not root.exists():
             continue
         for path in root.rglob("*"):

@@ -1,26 +1,36 @@
-"""Outbox, publish (the hook's side), backend selection and `costattr sync`, against a real server."""
+"""Publishing (the hook's side), backend selection and `costattr sync`, against a real server.
+
+Ledger v2 has no outbox: the local store numbers its records and keeps, per backend, how far the
+backend has received them (a delivery mark). Records past the mark are what "waits"; a backend
+that is down, slow or refusing the key leaves them waiting, and the next hook or `costattr sync`
+sends them. Sending one twice changes nothing (a union by id).
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
 import pytest
+from builders import spend, store_with
 from fake_memory_api import API_KEY, FakeMemoryApi
+from helpers_claude import append_claude, claude_line
 
 from costattr import logs
 from costattr.cli import main
 from costattr.errors import ConfigError
-from costattr.ledger import JsonLedger, outbox
-from costattr.ledger.memory_api import MemoryApiLedger
+from costattr.ledger.memory_api import DEFAULT_TIMEOUT_S, MemoryApiLedger
+from costattr.ledger.publish import publish, target_id, waiting
+from costattr.ledger.records import AnyRecord
 from costattr.ledger.select import backend_name, open_backend, publish_shared
-from costattr.models import LedgerEntry
-
-
-def entry(sid: str, updated_at: float = 100.0, cost: float = 1.0) -> LedgerEntry:
-    return LedgerEntry(session_id=sid, updated_at=updated_at, cost_usd=cost, cost_str=f"{cost:.4f}")
+from costattr.ledger.store import LocalStore
+from costattr.testing.gitrepo import commit, make_repo
 
 
 @pytest.fixture
@@ -34,174 +44,347 @@ def api(memory_api: FakeMemoryApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     return server
 
 
-def remote(api: FakeMemoryApi) -> MemoryApiLedger:
-    return MemoryApiLedger(api.url, api.user, API_KEY)
+def remote(api: FakeMemoryApi, key: str = API_KEY) -> MemoryApiLedger:
+    return MemoryApiLedger(api.url, api.user, key)
 
 
-def outbox_files(led: MemoryApiLedger) -> list[Path]:
-    return sorted(outbox.target_dir(led).glob("*.json"))
+def held(api: FakeMemoryApi) -> Counter[str]:
+    """Record ids in the server's file, with how many copies of each (a union keeps one)."""
+    return Counter(r["id"] for r in api.records())
+
+
+def local_ids() -> Counter[str]:
+    with LocalStore() as store:
+        return Counter(store.read().records.keys())
+
+
+def ids(records: Sequence[AnyRecord]) -> Counter[str]:
+    return Counter(r.id for r in records)
 
 
 # ----------------------------------------------------------------------------------------------
-# publish + outbox
+# publish: what lies past the mark
 
 
-def test_publish_delivers(api: FakeMemoryApi) -> None:
+def test_publish_delivers_and_moves_the_mark(api: FakeMemoryApi) -> None:
+    records = [spend("s1"), spend("s2")]
+    store = store_with(records)
     led = remote(api)
-    msg = outbox.publish([entry("s1"), entry("s2")], led)
-    assert msg == "memory API: published 2 entries"
-    assert set(api.data()) == {"s1", "s2"}
-    assert outbox_files(led) == []
+    result = publish(store, led, None)
+    assert (result.ok, result.message, result.sent) == (True, "memory API: published 2 records", 2)
+    assert held(api) == ids(records)
+    assert waiting(store, led, None) == 0
+    puts = api.count("PUT")
+    again = publish(store, led, None)
+    assert (again.ok, again.message, again.sent) == (True, "memory API: up to date", 0)
+    assert api.count("PUT") == puts and api.count("GET") == 1  # past the mark: the server is not even asked
+    # The entries are CloudClawer's, computed from the records they carry.
+    entry = api.data()["s1"]
+    assert entry["cost_usd"] == float(records[0].cost) and entry["records"] == [records[0].to_json()]
 
 
 def test_unreachable_then_back_loses_nothing(api: FakeMemoryApi) -> None:
+    store = store_with([spend("s1"), spend("s2")])
     led = remote(api)
     api.stop()
-    msg = outbox.publish([entry("s1"), entry("s2")], led)
-    assert msg.startswith("memory API unreachable (")
-    assert msg.endswith("2 entries kept in the outbox, `costattr sync` will send them")
-    assert len(outbox_files(led)) == 2
-    # A newer copy of s1 while still down replaces the waiting one; still one file per session.
-    outbox.publish([entry("s1", 200, 3.0)], led)
-    assert len(outbox_files(led)) == 2
+    result = publish(store, led, None)
+    assert not result.ok and result.waiting == 2
+    assert result.message.startswith("memory API unreachable (")
+    assert result.message.endswith("2 records wait in the local ledger, `costattr sync` will send them")
+    store_with([spend("s1"), spend("s3")])  # the next commits while still down: their records wait too
+    assert not publish(store, led, None).ok
+    assert waiting(store, led, None) == 4
 
     api.start()  # same port: the server is back
-    msg = outbox.publish([entry("s3")], led)
-    assert msg == "memory API: published 1 entry (+2 entries from the outbox)"
-    data = api.data()
-    assert set(data) == {"s1", "s2", "s3"}
-    assert data["s1"]["cost_usd"] == 3.0
-    assert outbox_files(led) == []
+    result = publish(store, led, None)
+    assert result.message == "memory API: published 4 records"
+    assert held(api) == local_ids()
+    assert api.data()["s1"]["requests"] == 2  # both of s1's records, merged into one entry
+    assert waiting(store, led, None) == 0
 
 
-def test_5xx_goes_to_outbox_and_sync_sends_it(api: FakeMemoryApi, capsys: pytest.CaptureFixture[str]) -> None:
+def test_5xx_keeps_records_waiting_and_sync_sends_them(api: FakeMemoryApi, capsys: pytest.CaptureFixture[str]) -> None:
+    store = store_with([spend("s1")])
     led = remote(api)
     api.mode = "error"
-    msg = outbox.publish([entry("s1")], led)
-    assert "HTTP 503" in msg and "1 entry kept in the outbox" in msg
+    result = publish(store, led, None)
+    assert "HTTP 503" in result.message and "1 record wait in the local ledger" in result.message
 
     assert main(["sync"]) == 1  # still failing: exit 1 with a hint
-    err = capsys.readouterr().err
-    assert "sync incomplete" in err and "hint:" in err
+    captured = capsys.readouterr()
+    assert "sync incomplete" in captured.err and "hint:" in captured.err
+    assert waiting(store, led, None) == 1
 
     api.mode = "ok"
     assert main(["sync", "--ledger", "memory-api"]) == 0
     out = capsys.readouterr().out
-    assert "outbox: sent 1, 0 still waiting" in out
-    assert "reachable, 1 entry" in out
-    assert set(api.data()) == {"s1"}
-    assert outbox_files(led) == []
+    assert "memory API: published 1 record" in out
+    assert "memory API: reachable, 1 record" in out
+    assert held(api) == local_ids()
+    assert waiting(store, led, None) == 0
 
 
-def test_auth_failure_keeps_entries_and_names_the_setting(
-    api: FakeMemoryApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    wrong = MemoryApiLedger(api.url, api.user, "wrong-key-123")
-    msg = outbox.publish([entry("s1"), entry("s2")], wrong)
-    assert "refused the credentials" in msg and "fix COSTATTR_API_KEY" in msg
-    assert "2 entries kept in the outbox" in msg
-    # The outbox is per backend target, not per key: fixing the key delivers the same files.
-    assert len(outbox_files(remote(api))) == 2
+@pytest.mark.parametrize(("mode", "setting"), [("wrong-key", "COSTATTR_API_KEY"),
+                                               ("forbidden", "COSTATTR_API_USER / COSTATTR_API_KEY")])
+def test_auth_failure_keeps_records_and_names_the_setting(api: FakeMemoryApi, mode: str, setting: str) -> None:
+    store = store_with([spend("s1"), spend("s2")])
+    if mode == "forbidden":
+        api.mode = "forbidden"
+    wrong = remote(api, "wrong-key-123") if mode == "wrong-key" else remote(api)
+    result = publish(store, wrong, None)
+    assert "refused the credentials" in result.message and f"fix {setting}, then run `costattr sync`" in result.message
+    assert "2 records wait in the local ledger" in result.message
+    assert api.count("PUT") == 0
+    api.mode = "ok"
+    # The mark belongs to the backend (URL, user, file), not to the key: fixing the key sends them.
+    assert target_id(wrong) == target_id(remote(api))
     assert main(["sync"]) == 0
-    assert set(api.data()) == {"s1", "s2"}
+    assert held(api) == local_ids()
 
 
 def test_publish_is_fast_when_the_server_is_down_or_hangs(api: FakeMemoryApi) -> None:
+    store = store_with([spend("s1")])
     led = remote(api)
     api.mode = "hang"
     t0 = time.monotonic()
-    msg = outbox.publish([entry("s1")], led)
-    assert time.monotonic() - t0 < 3.0
-    assert "no answer within" in msg
+    result = publish(store, led, None)
+    assert time.monotonic() - t0 < DEFAULT_TIMEOUT_S + 1.0
+    assert f"no answer within {DEFAULT_TIMEOUT_S:g} s" in result.message
     api.stop()
+    store_with([spend("s2")])
     t0 = time.monotonic()
-    outbox.publish([entry("s2")], led)
-    assert time.monotonic() - t0 < 3.0
-    assert len(outbox_files(led)) == 2
+    result = publish(store, led, None)
+    assert time.monotonic() - t0 < 1.0  # connection refused: no waiting at all
+    assert "connection refused" in result.message.lower()
+    assert waiting(store, led, None) == 2
 
 
-def test_corrupt_outbox_file_is_moved_aside_not_deleted(api: FakeMemoryApi) -> None:
+def test_a_record_that_fails_validation_waits_alone(api: FakeMemoryApi, env_dirs: dict[str, Path]) -> None:
+    """0.1 moved a damaged outbox file aside; in v2 a damaged record in the local store is set
+    aside when read (never sent, counted), and the others are delivered."""
+    good, bad = spend("good"), spend("bad")
+    store = store_with([good, bad])
+    db = sqlite3.connect(env_dirs["costattr_home"] / "ledger.sqlite")
+    db.execute("UPDATE records SET doc = ? WHERE id = ?", (b'{"v": 2, "kind": "spend", "id": ', bad.id))
+    db.commit()
+    db.close()
+    result = publish(store, remote(api), None)
+    assert result.ok and result.sent == 1
+    assert held(api) == Counter({good.id: 1})
+    assert store.read().set_aside.count == 1
+
+
+def test_sending_twice_changes_nothing(api: FakeMemoryApi) -> None:
+    """0.1's outbox kept the newest copy per session; records are never newer or older, so a
+    record sent again (a mark lost, another machine, a replay) is the same record: no change."""
+    records = [spend("s1"), spend("s1"), spend("s2")]
+    store = store_with(records)
     led = remote(api)
+    publish(store, led, None)
+    before = api.data()
+    store.forget_target(target_id(led))  # as if the mark had been lost
+    puts = api.count("PUT")
+    result = publish(store, led, None)
+    assert result.ok and result.sent == 3
+    assert api.count("PUT") == puts  # the file already held all three: nothing written
+    assert api.data() == before and held(api) == ids(records)
+
+
+class _ConcurrentHookLedger(MemoryApiLedger):
+    """A real memory API backend during whose delivery another hook records a new commit."""
+
+    def __init__(self, *args: object, store: LocalStore, late: AnyRecord) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.store, self.late = store, late
+
+    def add(self, records: Sequence[AnyRecord]) -> None:
+        store_with([self.late], self.store.path)
+        super().add(records)
+
+
+def test_a_record_written_during_delivery_waits_for_the_next_run(api: FakeMemoryApi) -> None:
+    first = spend("s1")
+    store = store_with([first])
+    late = spend("s2")
+    led = _ConcurrentHookLedger(api.url, api.user, API_KEY, store=store, late=late)
+    assert publish(store, led, None).sent == 1
+    assert held(api) == Counter({first.id: 1})
+    assert waiting(store, led, None) == 1  # the mark moved only past what was read and delivered
+    assert publish(store, remote(api), None).sent == 1
+    assert held(api) == Counter({first.id: 1, late.id: 1})
+
+
+def test_odd_session_ids_round_trip(api: FakeMemoryApi, env_dirs: dict[str, Path]) -> None:
+    odd = ["../../etc/passwd", "a/b", "a_b", "sess ☃ 1", ".hidden"]
+    records = [spend(sid) for sid in odd]
+    store = store_with(records)
+    assert publish(store, remote(api), None).ok
+    assert set(api.data()) == set(odd)
+    assert {r.session_id for r in remote(api).read().records.values()} == set(odd)
+    # Nothing is named after a session on disk any more: the store is one SQLite file.
+    names = {p.name for p in env_dirs["costattr_home"].rglob("*") if p.is_file()}
+    assert names <= {"ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", logs.log_path().name}
+
+
+def test_targets_are_registered_even_before_the_first_delivery(api: FakeMemoryApi) -> None:
+    store = store_with([spend("s1")])
     api.stop()
-    outbox.publish([entry("good")], led)
-    bad = outbox.target_dir(led) / "bad.json"
-    bad.write_bytes(b'{"entry": {"session_id": ')
+    led = remote(api)
+    publish(store, led, None)
+    assert store.targets() == [(target_id(led), f"memory API: {led.describe()}", 1)]
     api.start()
-    warnings: list[str] = []
-    sent, remaining = outbox.deliver(led, warn=warnings.append)
-    assert (sent, remaining) == (1, 0)
-    assert len(warnings) == 1 and "bad.json is unreadable" in warnings[0]
-    kept = list(bad.parent.glob("bad.json.corrupt-*"))
-    assert len(kept) == 1 and kept[0].read_bytes() == b'{"entry": {"session_id": '
-    assert set(api.data()) == {"good"}
-
-
-def test_outbox_keeps_the_newest_copy_per_session(tmp_path: Path) -> None:
-    led = JsonLedger(tmp_path / "shared.json")
-    outbox.store([entry("s1", 200, 2.0)], led)
-    outbox.store([entry("s1", 100, 1.0)], led)  # older: ignored
-    assert [e.cost_usd for e in outbox.pending(led)] == [2.0]
-    outbox.store([entry("s1", 300, 3.0)], led)
-    assert [e.cost_usd for e in outbox.pending(led)] == [3.0]
-    assert outbox.count(led) == 1
-
-
-class _RacingLedger(JsonLedger):
-    """A real JSON ledger during whose write another hook stores a newer copy in the outbox."""
-
-    def upsert(self, entries: Iterable[LedgerEntry]) -> None:
-        super().upsert(entries)
-        outbox.store([entry("s1", 500, 9.0)], self)
-
-
-def test_delivery_never_removes_a_file_replaced_meanwhile(tmp_path: Path) -> None:
-    led = _RacingLedger(tmp_path / "shared.json")
-    outbox.store([entry("s1", 100, 1.0), entry("s2")], led)
-    sent, remaining = outbox.deliver(led)
-    assert (sent, remaining) == (2, 1)
-    assert [e.cost_usd for e in outbox.pending(led)] == [9.0]
-
-
-def test_odd_session_ids_get_safe_file_names(tmp_path: Path) -> None:
-    led = JsonLedger(tmp_path / "shared.json")
-    outbox.store([entry("../../etc/passwd"), entry("a/b"), entry("a_b")], led)
-    names = sorted(p.name for p in outbox.target_dir(led).glob("*.json"))
-    assert len(names) == 3 and all("/" not in n and not n.startswith(".") for n in names)
-    assert {e.session_id for e in outbox.pending(led)} == {"../../etc/passwd", "a/b", "a_b"}
+    publish(store, led, None)
+    assert store.targets() == [(target_id(led), f"memory API: {led.describe()}", 0)]
 
 
 # ----------------------------------------------------------------------------------------------
-# the key never leaks
+# The hook: publish synchronously after writing the local store
+
+
+def _hook_commit(repo: Path, message: str) -> tuple[str, float]:
+    """A real `git commit` (the installed hook fires): what the hook printed, and how long it took."""
+    t0 = time.monotonic()
+    proc = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=repo, capture_output=True,
+                          text=True, check=True)
+    return proc.stdout + proc.stderr, time.monotonic() - t0
+
+
+def test_hooks_publish_and_a_server_that_stops_and_comes_back_gets_everything(
+    api: FakeMemoryApi, tmp_path: Path, env_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo = make_repo(tmp_path / "app", origin="git@github.com:acme/app.git")
+    commit(repo, "initial")
+    subprocess.run([sys.executable, "-m", "costattr", "install"], cwd=repo, check=True, capture_output=True)
+    projects = env_dirs["claude"] / "projects"
+
+    def work(minute: int) -> None:
+        append_claude(projects, "s1", [claude_line("s1", str(repo), "main", f"2026-11-20T09:{minute:02d}:00.000Z")])
+
+    work(0)
+    line, baseline = _hook_commit(repo, "up")
+    assert "memory API: published" in line
+    assert held(api) == local_ids()
+
+    api.stop()
+    work(1)
+    line, _ = _hook_commit(repo, "down")
+    assert "memory API unreachable (" in line and "wait in the local ledger" in line
+    assert API_KEY not in line
+    api.start()
+    work(2)
+    line, _ = _hook_commit(repo, "back")  # every hook sends what waits, not only its own records
+    assert "memory API: published 2 records" in line
+    assert held(api) == local_ids()
+
+    api.mode = "hang"
+    work(3)
+    line, took = _hook_commit(repo, "hanging")
+    assert f"no answer within {DEFAULT_TIMEOUT_S:g} s" in line and API_KEY not in line
+    assert took < baseline + DEFAULT_TIMEOUT_S + 2.0  # the hook's wait is bounded by the timeout
+    api.mode = "ok"
+    assert local_ids() != held(api)
+
+    monkeypatch.chdir(repo)
+    assert main(["sync"]) == 0
+    assert "memory API: published 1 record" in capsys.readouterr().out
+    assert held(api) == local_ids()
+    assert api.data()["s1"]["requests"] == 4
+
+
+# ----------------------------------------------------------------------------------------------
+# `costattr sync --all`: compare with the backend, send what it lacks
+
+
+def test_sync_all_resends_what_the_remote_lacks(api: FakeMemoryApi, capsys: pytest.CaptureFixture[str]) -> None:
+    records = [spend("s1"), spend("s2"), spend("s2")]
+    store = store_with(records)
+    assert main(["sync"]) == 0
+    assert held(api) == ids(records)
+    api.delete()  # the file is gone on the server (a reset, an admin); our mark says it was delivered
+    capsys.readouterr()
+    assert main(["sync"]) == 0
+    out = capsys.readouterr().out
+    assert "memory API: up to date" in out and "reachable, 0 records" in out
+    assert held(api) == Counter()
+    assert main(["sync", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "memory API lacked 3 records: sent" in out and "reachable, 3 records" in out
+    assert held(api) == ids(records)
+    assert main(["sync", "--all"]) == 0
+    assert "memory API lacked 0 records" in capsys.readouterr().out
+    assert waiting(store, remote(api), None) == 0
+
+
+def test_sync_all_sends_what_was_recorded_before_the_backend_was_set_up(
+    api: FakeMemoryApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COSTATTR_LEDGER")
+    records = [spend("old-1"), spend("old-2")]
+    store_with(records)
+    assert main(["sync"]) == 0
+    assert "nothing to sync" in capsys.readouterr().out
+    assert main(["sync", "--ledger", "memory-api", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "memory API: published 2 records" in out and "memory API lacked 0 records" in out
+    assert held(api) == ids(records)
+
+
+def test_sync_json_names_records_waiting_for_another_backend(
+    api: FakeMemoryApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = store_with([spend("s1"), spend("s2")])
+    api.stop()
+    led = remote(api)
+    publish(store, led, None)  # never delivered, then the configuration moved back to the local ledger
+    monkeypatch.delenv("COSTATTR_LEDGER")
+    assert main(["sync"]) == 0
+    out = capsys.readouterr().out
+    assert "local ledger (" in out and "nothing to sync" in out
+    assert f"waiting: 2 records for memory API: {led.describe()} (not the backend configured here)" in out
+
+
+# ----------------------------------------------------------------------------------------------
+# The key never leaks
 
 
 def test_api_key_appears_nowhere(
     api: FakeMemoryApi, capsys: pytest.CaptureFixture[str], env_dirs: dict[str, Path]
 ) -> None:
     led = remote(api)
-    outbox.publish([entry("s1")], led)
+    store = LocalStore()
+
+    def record_and_publish(sid: str) -> None:
+        store_with([spend(sid)])
+        publish(store, led, None)
+
+    record_and_publish("s1")
     api.mode = "error"
-    outbox.publish([entry("s2")], led)
+    record_and_publish("s2")
     api.mode = "malformed"
-    outbox.publish([entry("s3")], led)
+    record_and_publish("s3")
     api.mode = "ok"
-    api.key = "rotated-on-the-server"  # ours is now wrong: 401 path
-    outbox.publish([entry("s4")], led)
+    api.key = "rotated-on-the-server"  # ours is now wrong: the 401 path
+    record_and_publish("s4")
     main(["sync"])
+    main(["sync", "--all"])
     api.stop()
-    outbox.publish([entry("s5")], led)
+    record_and_publish("s5")
     main(["sync"])
     logs.log(f"checking {led!r}")
     captured = capsys.readouterr()
     assert API_KEY not in captured.out + captured.err
     home = env_dirs["costattr_home"]
     files = [p for p in home.rglob("*") if p.is_file()]
-    assert logs.log_path() in files and any(p.parent.name.startswith("memory-api-") for p in files)
+    assert logs.log_path() in files and home / "ledger.sqlite" in files
+    assert store.targets()[0][1] == f"memory API: {led.describe()}"  # the store names the backend...
     for path in files:
-        assert API_KEY.encode() not in path.read_bytes(), path
+        assert API_KEY.encode() not in path.read_bytes(), path  # ... never its key
+    assert API_KEY not in orjson.dumps(api.data()).decode()
 
 
 # ----------------------------------------------------------------------------------------------
-# backend selection
+# Backend selection
 
 
 def test_backend_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,7 +398,7 @@ def test_backend_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_open_backend_names_the_missing_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(open_backend("json", None, {}), JsonLedger)
+    assert isinstance(open_backend("json", None, {}), LocalStore)
     with pytest.raises(ConfigError) as info:
         open_backend("memory-api", None, {})
     assert "COSTATTR_API_URL" in str(info.value)
@@ -231,37 +414,15 @@ def test_open_backend_names_the_missing_setting(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_publish_shared_never_raises_on_bad_config(tmp_path: Path) -> None:
-    assert publish_shared([entry("s1")], workdir=tmp_path, configured_backend="json") is None
-    msg = publish_shared([entry("s1")], workdir=tmp_path, configured_backend="memory-api")
-    assert msg is not None and "COSTATTR_API_URL" in msg and "costattr sync --all" in msg
+    store = store_with([spend("s1")])
+    assert publish_shared(store, workdir=tmp_path, repo=None, configured_backend="json") is None
+    msg = publish_shared(store, workdir=tmp_path, repo=None, configured_backend="memory-api")
+    assert msg is not None and "COSTATTR_API_URL" in msg
+    assert "wait in the local ledger" in msg and "`costattr sync`" in msg
 
 
 def test_publish_shared_to_the_api(api: FakeMemoryApi, tmp_path: Path) -> None:
-    msg = publish_shared([entry("s1")], workdir=tmp_path, configured_backend="memory-api", settings={})
-    assert msg == "memory API: published 1 entry"
-
-
-def test_sync_all_sends_the_local_ledger(api: FakeMemoryApi, capsys: pytest.CaptureFixture[str]) -> None:
-    JsonLedger().upsert([entry("old-1"), entry("old-2")])  # recorded before the backend was set up
-    assert main(["sync", "--ledger", "memory-api", "--all"]) == 0
-    assert "local ledger: sent 2 entries" in capsys.readouterr().out
-    assert set(api.data()) == {"old-1", "old-2"}
-
-
-def test_sync_json_has_nothing_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
-    led = JsonLedger(tmp_path / "elsewhere.json")
-    outbox.store([entry("s1")], led)
-    assert main(["sync"]) == 0
-    out = capsys.readouterr().out
-    assert "nothing to sync" in out
-    assert "outbox: 1 entry wait for json" in out
-
-
-def test_outbox_file_shape(tmp_path: Path) -> None:
-    led = JsonLedger(tmp_path / "shared.json")
-    outbox.store([entry("s1")], led)
-    doc = orjson.loads(outbox_files(led)[0].read_bytes())  # type: ignore[arg-type]
-    assert doc["backend"] == "json" and doc["target"] == str(tmp_path / "shared.json")
-    assert doc["entry"]["session_id"] == "s1"
+    store = store_with([spend("s1")])
+    msg = publish_shared(store, workdir=tmp_path, repo=None, configured_backend="memory-api", settings={})
+    assert msg == "memory API: published 1 record"
+    assert publish_shared(store, workdir=tmp_path, repo=None, configured_backend="memory-api", settings={}) is None

@@ -7,13 +7,17 @@ Actions, raised as a warning annotation) and the command exits 0. `--strict` mak
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from costattr.errors import CostattrError
+
+if TYPE_CHECKING:
+    from costattr.ledger.records import AnyRecord
 
 LEDGER_CHOICES = ("json", "memory-api", "git-notes")
 
@@ -75,8 +79,8 @@ def run(
     from costattr import github as gh
     from costattr.config import load_config
     from costattr.ledger import open_configured
-    from costattr.output import note
     from costattr.ledger.view import visible
+    from costattr.output import note
     from costattr.pr_comment import price_table_dates, render_comment, select_pr_spend, unattributed_spend
 
     number = gh.resolve_pr_number(pr_number, env)
@@ -100,17 +104,18 @@ def run(
             client = gh.GitHubClient(token, gh.resolve_api_url(env), token_var=token_var)
             info = client.pull_request(full_name, number)
             scope = PrScope(number, info.head_ref, info.base_ref, info.commit_shas, info.repos)
-        else:
-            slug, scope = _offline_scope(number, repo, env, cwd)
-            note(
-                f"costattr: no GitHub token, so PR #{number} is not read from GitHub: selecting spend "
-                f"linked to #{number}" + (f" or made on branch {scope.head_branch}" if scope.head_branch else "")
-                + " (set GITHUB_TOKEN to include the PR's commits)"
-            )
 
         read = open_configured(cfg, workdir, ledger).read()
         if read.set_aside.count:
             note(f"costattr: {read.set_aside.summary()}")
+        if found is None:
+            slug, scope, head_from = _offline_scope(number, repo, env, cwd, read.records.values())
+            note(
+                f"costattr: no GitHub token, so PR #{number} is not read from GitHub: selecting spend "
+                f"linked to #{number}" + (f" or made on branch {scope.head_branch} ({head_from})"
+                                          if scope.head_branch else "")
+                + " (set GITHUB_TOKEN to include the PR's commits)"
+            )
         spends = visible(read.records)
         selected = select_pr_spend(
             spends, number, scope.head_branch, scope.commit_shas, repos=scope.repos, base_branch=scope.base_branch
@@ -150,24 +155,38 @@ def _workdir(cwd: Path) -> Path | None:
         return None  # CI may run it outside a checkout (memory-API ledger): defaults apply
 
 
-def _offline_scope(number: int, repo: str | None, env: Mapping[str, str], cwd: Path) -> tuple[str | None, PrScope]:
-    """Without a token (dry run): the PR number, plus the head branch from Actions or the
-    branch checked out here. The PR's commit list needs the API."""
+def _offline_scope(number: int, repo: str | None, env: Mapping[str, str], cwd: Path,
+                   records: Iterable[AnyRecord]) -> tuple[str | None, PrScope, str]:
+    """Without a token (dry run): the PR number, plus the head branch and where it came from:
+    Actions' GITHUB_HEAD_REF, else the branch the ledger links to the PR, else the branch checked
+    out here. The PR's commit list needs the API.
+
+    The link comes before the checkout: after `upload --pr 7` on one branch and a commit on
+    another, the checked-out branch is not #7's, and taking it would add that branch's spend to
+    #7 (issue 12, "PR links drift")."""
     from costattr import gitctx
     from costattr import github as gh
+    from costattr.pr_comment import linked_branches
 
     try:
         slug: str | None = gh.resolve_repo(repo, env, cwd)
     except CostattrError:
         slug = None
-    head = env.get("GITHUB_HEAD_REF") or None
-    if head is None:
-        try:
-            head = gitctx.discover(cwd).branch
-        except CostattrError:
-            head = None
+    repos = (slug,) if slug else ()
     base = env.get("GITHUB_BASE_REF") or None
-    return slug, PrScope(number, head, base, (), (slug,) if slug else ())
+    head = env.get("GITHUB_HEAD_REF") or None
+    if head is not None:
+        return slug, PrScope(number, head, base, (), repos), "GITHUB_HEAD_REF"
+    linked = linked_branches(records, number, repos=repos)
+    if linked:
+        # Several linked branches: the links alone select the spend; no one of them is the head.
+        only = linked[0] if len(linked) == 1 else None
+        return slug, PrScope(number, only, base, (), repos), "linked by `upload --pr`"
+    try:
+        head = gitctx.discover(cwd).branch
+    except CostattrError:
+        head = None
+    return slug, PrScope(number, head, base, (), repos), "checked out here"
 
 
 def _failed(message: str, strict: bool, env: Mapping[str, str]) -> None:

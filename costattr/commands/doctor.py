@@ -2,15 +2,16 @@
 
 Each check is a small function returning a Section of Findings; the command prints them (text or
 JSON) and exits 1 when any finding is a failure, so CI can run it too. Doctor changes nothing
-it inspects (only the scan's own parse cache is refreshed): the JSON ledger is decoded from its
-bytes (the ledger class would move a corrupt file aside), the memory API is read once with a
-short deadline, and secrets are shown masked, never whole.
+it inspects (only the scan's own parse cache is refreshed): the local ledger is opened read-only
+(the store itself would convert a 0.1 file and move a damaged one aside), the memory API is read
+once with a short deadline, and secrets are shown masked, never whole.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -18,16 +19,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
 from costattr import __version__
-from costattr.commands.install import HOOK_NAME, is_ours
+from costattr.commands.install import HOOK_NAME, REWRITE_HOOK, is_ours
 from costattr.config import Config
 from costattr.errors import CostattrError
 from costattr.gitctx import GitContext
 from costattr.models import UsageEvent
+
+if TYPE_CHECKING:
+    from costattr.ledger.base import Ledger
 
 Status = Literal["ok", "info", "warn", "fail"]
 
@@ -177,44 +181,64 @@ def check_ledger(git: GitContext | None, cfg: Config) -> Section:
     chosen = ("COSTATTR_LEDGER" if os.environ.get(ENV_BACKEND, "").strip()
               else str(cfg.source) if cfg.source and cfg.ledger.backend != "json" else "the default")
     section.add("info", f"backend: {name} (from {chosen})")
-    store = _json_ledger(section, git, cfg)
+    store = _local_ledger(section, git, cfg)
+    shared = None
     if name == "memory-api":
-        _memory_api(section, git, cfg)
+        shared = _memory_api(section, git, cfg)
     elif name == "git-notes":
-        _git_notes(section, git, cfg)
+        shared = _git_notes(section, git, cfg)
     else:
         _unused_api_key(section)
     if store is not None:
-        _waiting(section, store)
+        try:
+            _waiting(section, store, shared, git.repo_id if git else None)
+        except sqlite3.DatabaseError as e:  # damage deeper in the file than the records read
+            section.add("fail", f"local ledger {store.path} is damaged: {e}", _DAMAGED_FIX)
+        finally:
+            store.close()
     return section
 
 
-def _json_ledger(section: Section, git: GitContext | None, cfg: Config) -> Any:
-    """This machine's own ledger, which the hook always writes, whatever backend is shared."""
+_DAMAGED_FIX = ("the next commit (or `costattr upload`) moves it aside, byte for byte, and records this machine's "
+                "spend into a fresh ledger")
+
+
+def _local_ledger(section: Section, git: GitContext | None, cfg: Config) -> Any:
+    """This machine's own ledger, which the hook always writes, whatever backend is shared.
+
+    Opened read-only: a normal open converts a 0.1 ledger.json, creates tables in an empty file
+    and moves a damaged file aside, and doctor only looks."""
     from costattr.ledger.migrate import MIGRATED_SUFFIX
+    from costattr.ledger.store import LocalStore
     from costattr.record import local_store
 
-    store = local_store(cfg, git.workdir if git else None)
-    path = store.path
+    path = local_store(cfg, git.workdir if git else None).path
     legacy = path.with_suffix(".json")
     if legacy.is_file():
         section.add("info", f"a costattr 0.1 ledger waits at {legacy}",
                     f"the next commit (or `costattr upload`) converts it; it is kept as {legacy.name}{MIGRATED_SUFFIX}")
-    if not path.exists():
+    if not path.is_file() or path.stat().st_size == 0:
         section.add("info", f"local ledger: none yet at {path}",
                     "it is created by the first commit after `costattr install` (or try `costattr demo`)")
         return None
+    store = LocalStore(path, read_only=True)
     try:
         read = store.read()
-    except CostattrError as e:
-        section.add("fail", f"local ledger {path} is unusable: {e.message}", e.hint)
+    except CostattrError as e:  # a newer schema: refused, left untouched
+        store.close()
+        section.add("fail", e.message, e.hint)
+        return None
+    except sqlite3.DatabaseError as e:
+        store.close()
+        section.add("fail", f"local ledger {path} is damaged: {e}", _DAMAGED_FIX)
         return None
     sessions = len({r.session_id for r in read.records.values()})
     section.add("ok", f"local ledger: {_plural(len(read.records), 'record')} of {_plural(sessions, 'session')} "
                       f"in {path}")
     if read.set_aside.count:
         section.add("warn", f"local ledger: {read.set_aside.summary()}",
-                    "they are left out of every figure; the rest of the ledger is in use")
+                    "they are left out of every figure; the rest of the ledger is in use",
+                    details=read.set_aside.examples[:3])
     return store
 
 
@@ -224,7 +248,7 @@ def _api_settings(cfg: Config) -> dict[str, Any]:
             "notes_ref": ledger.notes_ref, "api_timeout": REACH_TIMEOUT_S}
 
 
-def _memory_api(section: Section, git: GitContext | None, cfg: Config) -> None:
+def _memory_api(section: Section, git: GitContext | None, cfg: Config) -> Ledger | None:
     from costattr.ledger.memory_api import ENV_KEY, RemoteAuthError
     from costattr.ledger.select import open_backend
 
@@ -235,11 +259,12 @@ def _memory_api(section: Section, git: GitContext | None, cfg: Config) -> None:
         ledger = open_backend("memory-api", git.workdir if git else None, _api_settings(cfg))
     except CostattrError as e:
         section.add("fail", e.message, e.hint)
-        return
+        return None
     _reach(section, ledger.describe(), ledger.read,
            lambda e: e.hint if isinstance(e, RemoteAuthError) else
            "check COSTATTR_API_URL and the network; meanwhile records wait in the local ledger and "
            "`costattr sync` sends them")
+    return ledger
 
 
 def _reach(section: Section, where: str, read: Callable[[], Any],
@@ -256,22 +281,23 @@ def _reach(section: Section, where: str, read: Callable[[], Any],
         section.add("warn", f"{where}: {found.set_aside.summary()}", "they are left out of every figure")
 
 
-def _git_notes(section: Section, git: GitContext | None, cfg: Config) -> None:
+def _git_notes(section: Section, git: GitContext | None, cfg: Config) -> Ledger | None:
     from costattr.ledger.select import open_backend
 
     if git is None:
         section.add("fail", "the git-notes ledger lives in a repository, and this is not one",
                     "run costattr inside the repository's work tree")
-        return
+        return None
     try:
         ledger = open_backend("git-notes", git.workdir, _api_settings(cfg))
     except CostattrError as e:
         section.add("fail", e.message, e.hint)
-        return
+        return None
     _reach(section, ledger.describe(), ledger.read, lambda e: e.hint)
     if not any(cfg.ledger.notes_ref in spec for spec in _all_config_values("remote.origin.fetch", git.workdir)):
         section.add("warn", "`git fetch` does not bring costattr's notes from origin",
                     "`costattr install --notes-refspec` adds the refspec; `costattr sync` fetches, merges and pushes")
+    return ledger
 
 
 def _all_config_values(key: str, cwd: Path) -> list[str]:
@@ -292,11 +318,25 @@ def _unused_api_key(section: Section) -> None:
                     "export COSTATTR_LEDGER=memory-api (with COSTATTR_API_URL and COSTATTR_API_USER) to share")
 
 
-def _waiting(section: Section, store: Any) -> None:
-    for _target, label, waiting in store.targets():
-        if waiting:
-            section.add("warn", f"{_plural(waiting, 'record')} waiting for {label}",
-                        "`costattr sync` sends them (with --ledger NAME for a backend no longer configured)")
+def _waiting(section: Section, store: Any, shared: Ledger | None, repo: str | None) -> None:
+    """Records the shared backend has not received, and records waiting for a backend no longer
+    configured (an old URL, a backend switched away from)."""
+    from costattr.ledger.publish import target_id, waiting
+
+    current = None
+    if shared is not None:
+        # Counted from the mark, not from the targets table: a backend that was down since the
+        # first commit has never received anything, so it has no row there yet.
+        current = target_id(shared)
+        n = waiting(store, shared, repo)
+        if n:
+            section.add("warn", f"{_plural(n, 'record')} waiting for {shared.label} ({shared.describe()})",
+                        "`costattr sync` sends them once it answers")
+    for target, label, n in store.targets():
+        if target != current and n:
+            name = target.rsplit("-", 1)[0]
+            section.add("warn", f"{_plural(n, 'record')} waiting for {label} (not the backend configured here)",
+                        f"`costattr sync --ledger {name}` sends them")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +360,20 @@ def check_hook(git: GitContext | None) -> Section:
                     "`costattr install` (or the pre-commit hook `costattr-upload`, see the README)")
         return section
     _existing_hook(section, git, hook)
+    if is_ours(hook):
+        _rewrite_hook(section, hook.with_name(REWRITE_HOOK))
     return section
+
+
+def _rewrite_hook(section: Section, hook: Path) -> None:
+    """costattr 0.1 installed post-commit alone: without post-rewrite a rebase's spend stays
+    shown on the commits it replaced (an amend is still read from the reflog)."""
+    if hook.exists() and is_ours(hook) and os.access(hook, os.X_OK):
+        return
+    what = "is not costattr's" if hook.exists() and not is_ours(hook) else (
+        "is not executable" if hook.exists() else "is missing")
+    section.add("warn", f"the {REWRITE_HOOK} hook {what}: after a rebase, reports show spend on the old commits",
+                f"`costattr install` again (it keeps an existing {REWRITE_HOOK} hook and runs it first)")
 
 
 def _existing_hook(section: Section, git: GitContext, hook: Path) -> None:

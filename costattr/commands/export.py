@@ -26,7 +26,7 @@ def command(fmt: str, output: Path | None, ledger: str | None) -> None:
     """
     import orjson
 
-    from costattr.commands.report import _workdir
+    from costattr.commands.report import _workdir, announce
     from costattr.config import load_config
     from costattr.fsutil import atomic_write_bytes
     from costattr.ledger import open_configured
@@ -37,8 +37,7 @@ def command(fmt: str, output: Path | None, ledger: str | None) -> None:
     workdir = _workdir()
     source = open_configured(load_config(workdir), workdir, ledger)
     read = source.read()
-    if read.set_aside.count:
-        note(f"costattr: {read.set_aside.summary()} (not exported)")
+    announce(source, read, "the rest is exported")
     if fmt == "jsonl":
         records = sorted(read.records.values(), key=lambda r: (r.session_id, r.kind, r.id))
         data = b"".join(orjson.dumps(r.to_json(), option=orjson.OPT_SORT_KEYS) + b"\n" for r in records)

@@ -22,12 +22,13 @@ from costattr.gitctx import GitContext, config_value
 
 MARKER = "costattr-hook v1"
 HOOK_NAME = "post-commit"
+REWRITE_HOOK = "post-rewrite"
 HOOKS: dict[str, tuple[str, str, str]] = {
     # hook: (what it does, costattr's arguments, how its stdin reaches costattr)
-    "post-commit": ("Records the AI-assistant spend behind each commit: `costattr upload --hook`.",
-                    "upload --hook", "feed() { :; }"),
-    "post-rewrite": ("Moves recorded spend to the commits an amend or rebase made (git gives old and new ids on stdin).",
-                     'hook-impl post-rewrite "$@"', 'INPUT=$(cat)\nfeed() { printf \'%s\\n\' "$INPUT"; }'),
+    HOOK_NAME: ("Records the AI-assistant spend behind each commit: `costattr upload --hook`.",
+                "upload --hook", "feed() { :; }"),
+    REWRITE_HOOK: ("Moves recorded spend to the commits an amend or rebase made (git gives old and new ids on stdin).",
+                   'hook-impl post-rewrite "$@"', 'INPUT=$(cat)\nfeed() { printf \'%s\\n\' "$INPUT"; }'),
 }
 
 
@@ -54,20 +55,30 @@ def hooks_dir(ctx: GitContext) -> Path:
 
 def install_hook(ctx: GitContext, force: bool = False) -> str:
     """Install the hooks; returns one line saying what was done."""
-    lines = [_install_one(hooks_dir(ctx) / hook, hook, force) for hook in HOOKS]
-    return "; ".join(lines)
+    directory = hooks_dir(ctx)
+    targets = [(directory / hook, hook) for hook in HOOKS]
+    if not force:
+        # Every hook is checked before any is written: a refusal never leaves post-commit
+        # installed without its post-rewrite.
+        for target, hook in targets:
+            _refuse_if_taken(target, hook)
+    return "; ".join(_install_one(target, hook) for target, hook in targets)
 
 
-def _install_one(target: Path, hook: str, force: bool) -> str:
+def _refuse_if_taken(target: Path, hook: str) -> None:
+    legacy = target.with_name(hook + ".legacy")
+    if target.exists() and not is_ours(target) and legacy.exists():
+        raise CostattrError(
+            f"{target} is not costattr's and {legacy.name} already exists",
+            hint="move one of them away, or rerun with --force to replace the current hook",
+        )
+
+
+def _install_one(target: Path, hook: str) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     legacy = target.with_name(hook + ".legacy")
     if target.exists() and not is_ours(target):
-        if legacy.exists() and not force:
-            raise CostattrError(
-                f"{target} is not costattr's and {legacy.name} already exists",
-                hint="move one of them away, or rerun with --force to replace the current hook",
-            )
-        os.replace(target, legacy)  # kept, and run by our hook before costattr
+        os.replace(target, legacy)  # kept, and run by our hook before costattr (--force: replacing the kept one)
     target.write_text(render_hook(sys.executable, hook), encoding="utf-8")
     target.chmod(target.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     kept = f" (the existing hook is kept as {legacy.name} and still runs)" if legacy.exists() else ""

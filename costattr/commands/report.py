@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from datetime import date, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from costattr.commands.options import date_range
 from costattr.report.rollup import GROUPINGS
+
+if TYPE_CHECKING:
+    from costattr.ledger.base import Ledger
+    from costattr.ledger.store import ReadResult
 
 LEDGER_CHOICES = ("json", "memory-api", "git-notes")
 
@@ -49,13 +54,15 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
     cfg = load_config(workdir)
     source = open_configured(cfg, workdir, ledger)
     read = source.read()
-    if read.set_aside.count:
-        note(f"costattr: {read.set_aside.summary()} (in {source.describe()}); the rest is reported")
+    announce(source, read, "the rest is reported")
     spends = visible(read.records)
     if not spends:
-        note(f"The ledger ({source.describe()}) is empty: nothing has been recorded yet.")
-        note("Start with `costattr install` in a repository (spend is recorded on every commit), "
-             "or `costattr demo` to see a report on demo data.")
+        if read.records or read.set_aside.count:
+            note(f"The ledger ({source.describe()}) holds no spend to report.")
+        else:
+            note(f"The ledger ({source.describe()}) is empty: nothing has been recorded yet.")
+            note("Start with `costattr install` in a repository (spend is recorded on every commit), "
+                 "or `costattr demo` to see a report on demo data.")
         if fmt == "json":
             echo_json(rollup.rollup([], by).as_json())
         return
@@ -73,6 +80,17 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
         click.echo(render.render_tree(roll, price_date), nl=False)
     else:
         render.render_table(roll, price_date)
+
+
+def announce(source: Ledger, read: ReadResult, rest: str) -> None:
+    """What a reader of the ledger says first, on stderr: one-time events (a 0.1 ledger converted)
+    and how many records failed validation and were set aside (`rest`: what is done with the others)."""
+    from costattr.output import note
+
+    for line in getattr(source, "notices", ()):
+        note(f"costattr: {line}")
+    if read.set_aside.count:
+        note(f"costattr: {read.set_aside.summary()} (in {source.describe()}); {rest}")
 
 
 def _workdir() -> Path | None:

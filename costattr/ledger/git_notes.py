@@ -3,8 +3,11 @@
 Format: one note per commit, holding records, one compact JSON object per line with sorted keys,
 lines sorted. Records never change, so a record is the same line in every clone, and the note
 `git notes merge -s cat_sort_uniq` makes of two clones' notes is exactly their union: the merge
-rule of every backend, with no custom code. Lines costattr 0.1 wrote (one cumulative entry per
-session) are read through the v1 conversion and left in place; any other line is kept untouched.
+rule of every backend, with no custom code. Lines costattr 0.1 wrote are read through the v1
+conversion and left in place; any other line is kept untouched. 0.1 wrote one cumulative snapshot
+of a session per commit it saw, so only the newest snapshot of each session is converted (0.1's
+own reading, `newer_entry`): converting every snapshot would count an open segment once per commit
+it was seen at, and again once closed.
 
 Decisions:
 - A closed record goes on its commit when this clone knows it; every other record (open,
@@ -12,7 +15,8 @@ Decisions:
   nothing is dropped: read() is the union of every note, the commit is only where the line is filed.
   An unborn HEAD raises: the records wait in the local ledger until there is a commit.
 - The notes are this repository's: only records whose repository is this one are written here
-  (see `scope`), so pushing them never carries another repository's branch names or messages.
+  (see `scope`; `add` refuses any other, whoever the caller), so pushing them never carries
+  another repository's branch names or messages.
 - Local writes go through pygit2 and a compare-and-swap ref update (libgit2 refuses when the
   ref moved since we read it), retried, under a lock file shared by all worktrees.
 - Network (fetch / push) and merging shell out to git, so credential helpers, SSH agents and
@@ -34,6 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pygit2
@@ -41,7 +46,7 @@ from filelock import FileLock, Timeout
 
 from costattr.errors import CostattrError, NotAGitRepo, RemoteError
 from costattr.ledger.memory_api import RemoteUnavailable
-from costattr.ledger.records import AnyRecord, RecordError, SetAside, SpendRecord, from_json, union
+from costattr.ledger.records import AnyRecord, RecordError, SetAside, SpendRecord, cap, from_json, union
 from costattr.ledger.store import ReadResult
 
 DEFAULT_REF = "refs/notes/costattr"
@@ -85,11 +90,15 @@ def encode_line(record: AnyRecord) -> str:
     return orjson.dumps(record.to_json(), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def parse_note(text: str, set_aside: SetAside | None = None, where: str = "") -> list[AnyRecord]:
-    """Records of one note (0.1 entries converted); lines that are neither are counted in `set_aside`."""
-    from costattr.ledger.migrate import v1_records
+def parse_note(text: str, set_aside: SetAside | None = None, where: str = "",
+               v1: list[tuple[dict[str, Any], str]] | None = None) -> list[AnyRecord]:
+    """Records of one note; lines that are neither records nor 0.1 entries are counted in `set_aside`.
 
+    0.1 entries are converted here, unless `v1` is given: then they are appended to it (with
+    `where`), for the caller to keep each session's newest across notes (`newest_v1`).
+    """
     records: list[AnyRecord] = []
+    found_v1: list[tuple[dict[str, Any], str]] = [] if v1 is None else v1
     for line in text.splitlines():
         line = line.strip()
         if not line:
@@ -100,15 +109,53 @@ def parse_note(text: str, set_aside: SetAside | None = None, where: str = "") ->
             if set_aside is not None:
                 set_aside.add("a note line that is not JSON (kept as it is)", where)
             continue
+        if isinstance(doc, dict) and "v" not in doc and "segments" in doc:
+            found_v1.append((doc, where))
+            continue
         try:
-            if isinstance(doc, dict) and "v" not in doc and "segments" in doc:
-                records += v1_records(doc)
-            else:
-                records.append(from_json(doc))
+            records.append(from_json(doc))
         except RecordError as e:
             if set_aside is not None:
                 set_aside.add(str(e), where)
+    if v1 is None:
+        records += v1_records_of(newest_v1(found_v1), set_aside)
     return records
+
+
+def _v1_rank(doc: dict[str, Any]) -> tuple[float, float, float, bytes]:
+    """0.1's `newer_entry` order (updated_at, requests, cost_usd), then the line itself, so every
+    clone picks the same snapshot whatever order the notes are read in."""
+
+    def number(key: str) -> float:
+        value = doc.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+    return number("updated_at"), number("requests"), number("cost_usd"), orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def newest_v1(docs: Iterable[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
+    """Each session's newest 0.1 snapshot (entries without a usable session id are kept, to be set aside)."""
+    newest: dict[object, tuple[dict[str, Any], str]] = {}
+    for n, (doc, where) in enumerate(docs):
+        sid = doc.get("session_id")
+        key: object = sid if isinstance(sid, str) and sid else ("unnamed", n)
+        held = newest.get(key)
+        if held is None or _v1_rank(doc) > _v1_rank(held[0]):
+            newest[key] = (doc, where)
+    return list(newest.values())
+
+
+def v1_records_of(docs: Iterable[tuple[dict[str, Any], str]], set_aside: SetAside | None) -> list[AnyRecord]:
+    from costattr.ledger.migrate import v1_records
+
+    out: list[AnyRecord] = []
+    for doc, where in docs:
+        try:
+            out += v1_records(doc)
+        except RecordError as e:
+            if set_aside is not None:
+                set_aside.add(str(e), where)
+    return out
 
 
 def merge_note(existing: str, incoming: Iterable[AnyRecord]) -> str:
@@ -193,6 +240,7 @@ class GitNotesLedger:
         self.gitdir = Path(self.repo.path)
         self.cwd = Path(self.repo.workdir or self.repo.path)
         self._lock = FileLock(str(self._common_dir() / "costattr-notes.lock"), timeout=LOCK_TIMEOUT_S)
+        self._repo_id: str | None = None
 
     def _common_dir(self) -> Path:
         # Linked worktrees have their own gitdir; the notes ref (and our lock) live in the common one.
@@ -200,6 +248,17 @@ class GitNotesLedger:
         if pointer.is_file():
             return (self.gitdir / pointer.read_text().strip()).resolve()
         return self.gitdir
+
+    @property
+    def repo_id(self) -> str:
+        """This repository's identity, as the hook writes it in records' `repo`."""
+        if self._repo_id is None:
+            from costattr import gitctx
+            from costattr.record import text
+
+            found = gitctx.discover(self.cwd).repo_id
+            self._repo_id = cap(text(found), "repo") or found
+        return self._repo_id
 
     def describe(self) -> str:
         return f"{self.ref} in {self.cwd}"
@@ -214,8 +273,10 @@ class GitNotesLedger:
         if self.repo.references.get(self.ref) is None:
             return out
         found: list[AnyRecord] = []
+        v1: list[tuple[dict[str, Any], str]] = []
         for note in self.repo.notes(self.ref):  # type: ignore[call-arg]  # stubs lag: ref is accepted
-            found += parse_note(note.message, out.set_aside, f"{self.ref} note on {note.annotated_id}")
+            found += parse_note(note.message, out.set_aside, f"{self.ref} note on {note.annotated_id}", v1)
+        found += v1_records_of(newest_v1(v1), out.set_aside)
         out.records = union(found)
         return out
 
@@ -225,6 +286,16 @@ class GitNotesLedger:
         batch = list(records)
         if not batch:
             return
+        own = self.repo_id
+        foreign = sorted({r.repo for r in batch if r.repo != own})
+        if foreign:
+            # Written into these notes, they would be pushed to this repository's origin: another
+            # repository's branch names, paths and messages must never get there.
+            others = "another repository" if len(foreign) == 1 else f"{len(foreign)} other repositories"
+            raise CostattrError(
+                f"refusing to write records of {others} into {self.ref} of {own}",
+                hint="a per-repository ledger holds only its own repository's records (this is a costattr bug)",
+            )
         with self._locked():
             groups = self._group_by_commit(batch)
             for attempt in range(WRITE_TRIES):
@@ -305,7 +376,7 @@ class GitNotesLedger:
             if ref is None:
                 self.repo.references.create(self.ref, commit, force=False)
             else:
-                ref.set_target(commit, "costattr: notes upsert")  # fails if the ref moved since we read it
+                ref.set_target(commit, "costattr: notes add")  # fails if the ref moved since we read it
         except (pygit2.GitError, pygit2.AlreadyExistsError):
             return False
         return True
@@ -337,7 +408,8 @@ class GitNotesLedger:
         ref = self.repo.references.get(name)
         return str(ref.target) if ref is not None else None
 
-    def sync(self, remote: str = "origin", *, max_tries: int = SYNC_TRIES, progress: Progress | None = None) -> list[str]:
+    def sync(self, remote: str = "origin", *, max_tries: int = SYNC_TRIES,
+             progress: Progress | None = None) -> list[str]:
         """Exchange notes with `remote`: fetch into the scratch ref, merge, push; returns what it did."""
         done: list[str] = []
 
@@ -354,7 +426,8 @@ class GitNotesLedger:
         env = self._identity_env()
         scratch = scratch_ref(self.ref, remote)
         for attempt in range(1, max_tries + 1):
-            if self._fetch(remote, scratch, env):
+            fetched = self._fetch(remote, scratch, env)
+            if fetched:
                 say(f"fetched {self.ref} from {remote}")
                 self._merge(scratch, env, say)
             else:
@@ -363,7 +436,9 @@ class GitNotesLedger:
             if local is None:
                 say("no local notes to push")
                 return done
-            if local == self._target(scratch):
+            # The scratch ref says what the remote holds only when this round fetched it: after the
+            # remote lost its notes (deleted, reset) it still names what an earlier fetch found.
+            if fetched and local == self._target(scratch):
                 say(f"{remote} is up to date")
                 return done
             if self._push(remote, env):
@@ -446,7 +521,8 @@ def add_fetch_refspec(repo_path: Path | str, remote: str = "origin", ref: str = 
     try:
         existing = repo.remotes[remote].fetch_refspecs
     except KeyError:
-        raise CostattrError(f"no remote named {remote!r}", hint="pass the remote's name (see `git remote -v`)") from None
+        raise CostattrError(f"no remote named {remote!r}",
+                            hint="pass the remote's name (see `git remote -v`)") from None
     if spec in existing:
         return False
     repo.remotes.add_fetch(remote, spec)

@@ -8,11 +8,13 @@
 Each entry keeps CloudClawer's fields (`session_id, cost_usd, cache_pct, cost_str, branch,
 commit, prs, updated_at`), computed from the session's records, which ride along under
 `records`. A write merges by union of records: the file after a PUT holds every record it held
-before plus ours, and entries we cannot read (another tool's, a newer costattr's) go back
-untouched. Entries written by costattr 0.1 (no `records`) are read through the v1 conversion, with
-the same ids the local migration gives them.
+before plus ours (checked before every PUT), and entries we cannot read (another tool's, a newer
+costattr's) go back untouched; when one sits under a session's key, that session's entry is
+written beside it (`<session>#costattr`). A record inside an entry that fails validation is set
+aside when read and written back as it was. Entries written by costattr 0.1 (no `records`) are
+read through the v1 conversion, with the same ids the local migration gives them.
 
-Everything here is bounded: the post-commit hook calls `upsert` on every commit, so one call
+Everything here is bounded: the post-commit hook publishes on every commit, so one call
 (every retry included) finishes within `timeout` seconds whatever the server does. Failures
 become `RemoteUnavailable` (try again later: the records wait in the local ledger) or `RemoteAuthError`
 (a setting is wrong: retrying will not help).
@@ -28,16 +30,16 @@ import random
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
-from pydantic import ValidationError
 
 from costattr import __version__
 from costattr.errors import ConfigError, RemoteError
 from costattr.ledger.base import LEDGER_PATH_NAME
-from costattr.ledger.records import AnyRecord, SetAside, decode_many, union
+from costattr.ledger.records import AnyRecord, RecordError, SetAside, from_json, union
 from costattr.ledger.store import ReadResult
 
 if TYPE_CHECKING:  # httpx costs ~100 ms to import: only the network path pays for it
@@ -48,7 +50,7 @@ ENV_USER = "COSTATTR_API_USER"
 ENV_KEY = "COSTATTR_API_KEY"
 KEYRING_SERVICE = "costattr"  # keyring.get_password("costattr", <api user>)
 
-DEFAULT_TIMEOUT_S = 2.0  # budget for one read() or one upsert(), retries included
+DEFAULT_TIMEOUT_S = 2.0  # budget for one read() or one add(), retries included
 DEFAULT_CONNECT_TIMEOUT_S = 0.5
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_TRIES = 5
@@ -152,6 +154,19 @@ def mask_url(url: str) -> str:
 # The backend
 
 
+SIDE_KEY_SUFFIX = "#costattr"  # where a session's entry goes when its own key holds an entry we cannot read
+
+
+@dataclass(slots=True)
+class _Contents:
+    """What one GET's file holds, as costattr reads it."""
+
+    records: dict[str, AnyRecord] = field(default_factory=dict)  # every valid record, by id
+    set_aside: SetAside = field(default_factory=SetAside)
+    unknown: set[str] = field(default_factory=set)  # keys of entries we cannot read: never rewritten
+    kept: dict[str, list[Any]] = field(default_factory=dict)  # key -> its raw records that fail validation
+
+
 class _Document:
     """One GET's answer: the raw entries (kept as-is so unknown ones survive our PUT) and ETag."""
 
@@ -162,24 +177,44 @@ class _Document:
         self.etag = etag
         self.exists = exists
 
-    def records(self, where: str) -> tuple[dict[str, AnyRecord], SetAside, set[str]]:
-        """Every record in the file, the ones set aside, and the entries we could not read at all."""
-        from costattr.ledger.migrate import records_of_v1_documents
+    def contents(self, where: str) -> _Contents:
+        from costattr.ledger.migrate import v1_records
 
-        set_aside = SetAside()
+        out = _Contents()
         found: list[AnyRecord] = []
-        v1: list[tuple[str, Any]] = []
-        unknown: set[str] = set()
-        for sid, entry in self.raw.items():
+        for key, entry in self.raw.items():
+            label = f"{where} entry {key[:60]}"
             if isinstance(entry, dict) and isinstance(entry.get("records"), list):
-                found += decode_many(entry["records"], set_aside, f"{where} entry {sid[:60]}")
+                for raw in entry["records"]:
+                    try:
+                        found.append(from_json(raw))
+                    except RecordError as e:
+                        # Set aside, and written back as it is when this entry is rewritten: a
+                        # record a newer costattr (or a hand edit) wrote is not ours to drop.
+                        out.set_aside.add(str(e), label)
+                        out.kept.setdefault(key, []).append(raw)
             elif isinstance(entry, dict) and entry.get("schema_version", 1) == 1 and "segments" in entry:
-                v1.append((sid, entry))
+                try:
+                    found += v1_records(entry)  # costattr 0.1: the ids the local migration gives
+                except RecordError as e:
+                    out.set_aside.add(str(e), label)
+                    out.unknown.add(key)
             else:
-                unknown.add(sid)
-                set_aside.add("an entry costattr cannot read (kept as it is)", f"{where} entry {sid[:60]}")
-        found += records_of_v1_documents(v1, set_aside, where)
-        return union(found), set_aside, unknown
+                out.unknown.add(key)
+                out.set_aside.add("an entry costattr cannot read (kept as it is)", label)
+        out.records = union(found)
+        return out
+
+
+def _entry_key(session_id: str, unknown: set[str]) -> str:
+    """The key a session's entry is written under: its id, unless an entry we cannot read holds it
+    (another CloudClawer client's, a newer costattr's), which then stays untouched beside ours."""
+    key = session_id
+    n = 1
+    while key in unknown:
+        key = f"{session_id}{SIDE_KEY_SUFFIX}" + (str(n) if n > 1 else "")
+        n += 1
+    return key
 
 
 class MemoryApiLedger:
@@ -237,8 +272,8 @@ class MemoryApiLedger:
         deadline = time.monotonic() + self.timeout
         with self._client() as client:
             doc = self._get(client, deadline)
-        records, set_aside, _unknown = doc.records(self.describe())
-        return ReadResult(records, set_aside)
+        found = doc.contents(self.describe())
+        return ReadResult(found.records, found.set_aside)
 
     def add(self, records: Sequence[AnyRecord]) -> None:
         incoming = list(records)
@@ -278,7 +313,8 @@ class MemoryApiLedger:
             raise self._timed_out()
         return httpx.Timeout(left, connect=min(self.connect_timeout, left))
 
-    def _request(self, client: httpx.Client, method: str, deadline: float, **kw: Any) -> tuple[int, Mapping[str, str], bytes]:
+    def _request(self, client: httpx.Client, method: str, deadline: float,
+                 **kw: Any) -> tuple[int, Mapping[str, str], bytes]:
         """One request, body read with a size cap and the overall deadline; transport errors mapped."""
         import httpx
 
@@ -375,21 +411,24 @@ class MemoryApiLedger:
         """Merge into `doc` and write it conditionally; False when someone wrote first (412/409)."""
         from costattr.ledger.view import session_entries
 
-        current, _set_aside, unknown = doc.records(self.describe())
-        merged = union(current.values(), incoming)
-        if all(current.get(r.id) == r for r in incoming):
-            return True  # the file already holds every record: nothing to write
-        touched = {r.session_id for r in incoming if current.get(r.id) != r}
+        where = self.describe()
+        found = doc.contents(where)
+        merged = union(found.records.values(), incoming)
+        # Only what changes the file: a record already held (or a copy that loses to the held one
+        # by content, the union's rule) needs no write.
+        touched = {r.session_id for r in incoming if found.records.get(r.id) != merged[r.id]}
+        if not touched:
+            return True
         data = dict(doc.raw)
-        entries = session_entries(r for r in merged.values() if r.session_id in touched)
-        for sid, entry in entries.items():
-            if sid in unknown:
-                continue  # someone else's entry under this key: never overwritten
-            data[sid] = entry
-        written, _aside, _unknown = _Document(data, None, True).records(self.describe())
-        if not set(current) <= set(written):
-            # Never shrink the shared file: a v1 entry not touched stays as it is, so only a bug gets here.
-            raise RemoteUnavailable(f"refusing to write fewer records than {self.describe()} holds",
+        for sid, entry in session_entries(r for r in merged.values() if r.session_id in touched).items():
+            key = _entry_key(sid, found.unknown)
+            entry["records"] += found.kept.get(key, [])
+            data[key] = entry
+        # Never shrink the shared file, never report delivered what is not in it: everything it held
+        # and everything we send must read back from what we are about to PUT.
+        written = _Document(data, None, True).contents(where).records
+        if not (set(found.records) | {r.id for r in incoming}) <= set(written):
+            raise RemoteUnavailable(f"refusing to write a file that would lose records ({where})",
                                     reason="merge would drop records")
         headers = {"Content-Type": "application/json"}
         if doc.etag:

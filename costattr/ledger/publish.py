@@ -71,6 +71,21 @@ def publish(store: LocalStore, ledger: Ledger, repo: str | None) -> PublishResul
             logs.log_exception(f"publishing to {ledger.describe()} failed")
             message = f"{label} failed unexpectedly ({type(e).__name__}, see the log); {kept}"
         logs.log(message)
+        _register(store, target, ledger, scope)
         return PublishResult(False, message, waiting=len(records))
-    store.mark_sent(target, top, f"{ledger.label}: {ledger.describe()}", scope)
+    store.mark_sent(target, top, _label(ledger), scope)
     return PublishResult(True, f"{label}: published {plural(len(records), 'record')}", sent=len(records))
+
+
+def _label(ledger: Ledger) -> str:
+    return f"{ledger.label}: {ledger.describe()}"
+
+
+def _register(store: LocalStore, target: str, ledger: Ledger, scope: str | None) -> None:
+    """Make a backend that has never received anything known to the store (its mark stays where
+    it is, 0 for a new one), so `costattr sync` and `doctor` name the records waiting for it even
+    once the configuration points elsewhere. Best effort: the records wait either way."""
+    try:
+        store.mark_sent(target, 0, _label(ledger), scope)
+    except CostattrError as e:
+        logs.log(f"could not note {ledger.label} as waiting: {e.message}")

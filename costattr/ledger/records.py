@@ -228,11 +228,14 @@ class LinkRecord:
 
 @dataclass(frozen=True, slots=True)
 class RewriteRecord:
-    """Commit `old` was rewritten into `new` (amend, rebase); the session's spend on it follows."""
+    """Branch `branch` had commit `old` rewritten into `new` (amend, rebase): the session's spend
+    on `old` made on that branch follows. Only that branch's: `old` may still be on another branch
+    (an amend right after branching off), whose spend stays where it is."""
 
     id: str
     session_id: str
     repo: str
+    branch: str | None  # None: a detached HEAD was rewritten
     old: str
     new: str
     message: str | None
@@ -243,7 +246,7 @@ class RewriteRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"v": RECORD_VERSION, "kind": "rewrite", "id": self.id, "session_id": self.session_id,
-                "repo": self.repo, "old": self.old, "new": self.new, "message": self.message,
+                "repo": self.repo, "branch": self.branch, "old": self.old, "new": self.new, "message": self.message,
                 "issue": self.issue, "related": list(self.related), "recorded_at": self.recorded_at}
 
 
@@ -264,8 +267,8 @@ def link_id(repo: str, session_id: str, branch: str, pr: int) -> str:
     return digest("link", repo, session_id, branch, pr)
 
 
-def rewrite_id(repo: str, session_id: str, old: str, new: str) -> str:
-    return digest("rewrite", repo, session_id, old, new)
+def rewrite_id(repo: str, session_id: str, branch: str | None, old: str, new: str) -> str:
+    return digest("rewrite", repo, session_id, branch, old, new)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -387,7 +390,8 @@ def from_json(d: Any) -> AnyRecord:
                           recorded_at=_str(d, "recorded_at", "note"))
     if kind == "rewrite":
         return RewriteRecord(id=_id(d), session_id=_req(d, "session_id", "session_id"),
-                             repo=_req(d, "repo", "repo"), old=_sha(d, "old"), new=_sha(d, "new"),
+                             repo=_req(d, "repo", "repo"), branch=_str(d, "branch", "branch"), old=_sha(d, "old"),
+                             new=_sha(d, "new"),
                              message=_str(d, "message", "message"), issue=_str(d, "issue", "issue"),
                              related=_keys(d.get("related"), "related"), recorded_at=_str(d, "recorded_at", "note"))
     raise RecordError(f"unknown record kind {kind!r}")

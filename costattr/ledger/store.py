@@ -8,8 +8,10 @@ old state or the new one), and serialises concurrent hooks with its own lock, wh
 process releases. Each record is kept whole as JSON (`doc`) beside the columns used to find it.
 
 Tables:
-  records   (seq, id, kind, state, repo, session_id, branch, commit_sha, issue, pr, doc)
+  records   (seq, id, kind, state, repo, session_id, branch, commit_sha, issue, pr, absorbed, doc)
             `seq` only grows (AUTOINCREMENT): publishing sends what lies past a target's mark.
+            `absorbed` marks open records a closed one has taken in: kept (every copy of the
+            ledger holds the same records), never absorbed twice.
   covered   (repo, key)          request keys recorded, as 64-bit hashes, per repository
   digests   (repo, session_id, n, digest)  a set digest of each session's covered keys: a
             session with nothing new is recognised without loading its keys
@@ -28,7 +30,7 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, state TEXT,
     repo TEXT NOT NULL, session_id TEXT NOT NULL, branch TEXT, commit_sha TEXT, issue TEXT, pr INTEGER,
-    doc BLOB NOT NULL);
+    absorbed INTEGER NOT NULL DEFAULT 0, doc BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS records_branch ON records (repo, branch, state);
 CREATE INDEX IF NOT EXISTS records_session ON records (session_id);
 CREATE INDEX IF NOT EXISTS records_repo_seq ON records (repo, seq);
@@ -101,10 +103,15 @@ class LocalStore:
     label = "local ledger"
     scope = "machine"
 
-    def __init__(self, path: Path | None = None, *, timeout: float | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, timeout: float | None = None, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_path()
+        # read_only (doctor): no migration, no table created, a damaged file left where it is
+        # (damage surfaces as sqlite3.DatabaseError); a newer schema is refused all the same.
+        self.read_only = read_only
         self.timeout = lock_timeout() if timeout is None else timeout
         self._conn: sqlite3.Connection | None = None
+        self._opened: int | None = None  # the inode opened: damage is judged on that file only
+        self.notices: list[str] = []  # one-time events worth a line (the 0.1 ledger converted)
 
     def describe(self) -> str:
         return str(self.path)
@@ -114,8 +121,14 @@ class LocalStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is not None:
             return self._conn
+        if self.read_only:
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=self.timeout)
+            self._conn = conn
+            self._check_version(conn)
+            return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
+        self._opened = self.path.stat().st_ino if existed else None
         try:
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as e:
@@ -153,6 +166,15 @@ class LocalStore:
             conn.close()
             raise
         self._conn = conn
+        # A 0.1 ledger.json beside the store is converted the first time any command opens it.
+        from costattr.ledger.migrate import migrate_v1_if_needed
+
+        notice = migrate_v1_if_needed(self)
+        if notice:
+            from costattr.logs import log
+
+            log(notice)
+            self.notices.append(notice)
         return conn
 
     def _check_version(self, conn: sqlite3.Connection) -> bool:
@@ -184,6 +206,10 @@ class LocalStore:
     def _set_aside(self, error: Exception) -> LedgerCorrupt:
         reason = " ".join(str(error).split())[:200]
         try:
+            # Another hook that met the same damage may have moved it aside and started a fresh
+            # ledger at this path already: that one is healthy and stays.
+            if self._opened is not None and self.path.stat().st_ino != self._opened:
+                raise FileNotFoundError(self.path)
             kept = move_aside(self.path)
         except FileNotFoundError:
             kept = None
@@ -192,6 +218,17 @@ class LocalStore:
             hint="a fresh ledger is started; the damaged copy is kept for inspection",
             path=self.path, kept=kept,
         )
+
+    def _raise_if_damaged(self, error: sqlite3.DatabaseError) -> None:
+        """Damage met after opening (a page deep in the file, read by a later statement): the
+        file is closed and moved aside like damage found on opening."""
+        if _is_damage(error) and not self.read_only:
+            self.close()
+            raise self._set_aside(error) from None
+
+    def _exists(self) -> bool:
+        """Whether there is anything to read: the store, or a 0.1 ledger that opening it converts."""
+        return self.path.exists() or self.path.with_suffix(".json").is_file()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -220,29 +257,33 @@ class LocalStore:
         return self._read(f"SELECT id, doc FROM records WHERE {column} = ? OR kind != 'spend'", (value,))
 
     def _read(self, sql: str, args: Sequence[object]) -> ReadResult:
-        if not self.path.exists():
+        if not self._exists():
             return ReadResult()
         conn = self._connect()
         out = ReadResult()
-        for rid, doc in conn.execute(sql, args):
-            try:
-                out.records[rid] = from_json(orjson.loads(doc))
-            except (RecordError, orjson.JSONDecodeError) as e:
-                out.set_aside.add(str(e), f"{self.path} record {rid}")
+        try:
+            for rid, doc in conn.execute(sql, args):
+                try:
+                    out.records[rid] = from_json(orjson.loads(doc))
+                except (RecordError, orjson.JSONDecodeError) as e:
+                    out.set_aside.add(str(e), f"{self.path} record {rid}")
+        except sqlite3.DatabaseError as e:
+            self._raise_if_damaged(e)
+            raise
         return out
 
     def count(self) -> int:
-        if not self.path.exists():
+        if not self._exists():
             return 0
         return int(self._connect().execute("SELECT count(*) FROM records").fetchone()[0])
 
     def repos(self) -> list[str]:
-        if not self.path.exists():
+        if not self._exists():
             return []
         return [r for (r,) in self._connect().execute("SELECT DISTINCT repo FROM records ORDER BY repo")]
 
     def meta(self, key: str) -> str | None:
-        if not self.path.exists():
+        if not self._exists():
             return None
         row = self._connect().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -284,7 +325,7 @@ class LocalStore:
 
     def targets(self) -> list[tuple[str, str, int]]:
         """(target, label, records waiting) for every backend ever published to."""
-        if not self.path.exists():
+        if not self._exists():
             return []
         conn = self._connect()
         out = []
@@ -316,10 +357,15 @@ class LocalStore:
         tx = Transaction(conn)
         try:
             yield tx
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._raise_if_damaged(e)
+            raise
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
 
 def _is_damage(error: sqlite3.Error) -> bool:
@@ -367,8 +413,9 @@ class Transaction:
     # records
 
     def open_on(self, repo: str, branch: str) -> list[SpendRecord]:
-        rows = self.conn.execute("SELECT doc FROM records WHERE repo = ? AND branch = ? AND state = 'open'",
-                                 (repo, branch)).fetchall()
+        rows = self.conn.execute(
+            "SELECT doc FROM records WHERE repo = ? AND branch = ? AND state = 'open' AND absorbed = 0",
+            (repo, branch)).fetchall()
         out: list[SpendRecord] = []
         for (doc,) in rows:
             try:
@@ -388,15 +435,16 @@ class Transaction:
         return {p for (p,) in self.conn.execute(
             "SELECT DISTINCT pr FROM records WHERE repo = ? AND branch = ? AND kind = 'link'", (repo, branch))}
 
-    def closed_on(self, repo: str, commit: str) -> set[str]:
-        """Sessions with spend on `commit` in `repo`: closed on it, or rewritten into it."""
+    def closed_on(self, repo: str, commit: str, branch: str | None) -> set[str]:
+        """Sessions with spend on `commit` made on `branch`: closed on it, or rewritten into it."""
         return {s for (s,) in self.conn.execute(
-            "SELECT DISTINCT session_id FROM records WHERE repo = ? AND commit_sha = ? AND kind IN ('spend', 'rewrite')",
-            (repo, commit))}
+            "SELECT DISTINCT session_id FROM records WHERE repo = ? AND commit_sha = ? AND branch IS ?"
+            " AND kind IN ('spend', 'rewrite')", (repo, commit, branch))}
 
     def insert(self, records: Iterable[AnyRecord]) -> int:
         """Add records (union by id: a copy already held is left as it is). Returns how many were new."""
         added = 0
+        records = list(records)
         for rec in records:
             doc = _canonical(rec)
             branch = getattr(rec, "branch", None)
@@ -409,11 +457,14 @@ class Transaction:
                  getattr(rec, "pr", None), doc))
             added += cur.rowcount
         self.inserted += added
+        # An open record absorbed by a closed one (ours or merged in from elsewhere) is never
+        # offered for closing again.
+        self.absorb(i for rec in records if isinstance(rec, SpendRecord) for i in rec.closes)
         return added
 
-    def delete(self, ids: Iterable[str]) -> None:
-        """Drop absorbed open records: the closed record naming them holds their spend."""
-        self.conn.executemany("DELETE FROM records WHERE id = ? AND state = 'open'", [(i,) for i in ids])
+    def absorb(self, ids: Iterable[str]) -> None:
+        """Mark open records absorbed: the closed record naming them holds their spend now."""
+        self.conn.executemany("UPDATE records SET absorbed = 1 WHERE id = ? AND state = 'open'", [(i,) for i in ids])
 
     # v1 watermarks
 

@@ -63,11 +63,11 @@ def visible(records: Mapping[str, AnyRecord] | Iterable[AnyRecord]) -> list[Spen
     """The spend records a report shows, resolved; in time order (then by id), whatever the backend's."""
     items = list(records.values()) if isinstance(records, Mapping) else list(records)
     absorbed = {i for r in items if isinstance(r, SpendRecord) for i in r.closes}
-    rewrites: dict[tuple[str, str], list[RewriteRecord]] = defaultdict(list)
+    rewrites: dict[tuple[str, str | None, str], list[RewriteRecord]] = defaultdict(list)
     links: dict[tuple[str, str, str], set[int]] = defaultdict(set)
     for r in items:
         if isinstance(r, RewriteRecord):
-            rewrites[(r.repo, r.old)].append(r)
+            rewrites[(r.repo, r.branch, r.old)].append(r)
         elif isinstance(r, LinkRecord):
             links[(r.repo, r.session_id, r.branch)].add(r.pr)
     out: list[Spend] = []
@@ -76,7 +76,7 @@ def visible(records: Mapping[str, AnyRecord] | Iterable[AnyRecord]) -> list[Spen
             continue
         commit, issue, related, message = r.commit, r.issue, r.related, r.message
         if commit is not None:
-            rewritten = _follow(rewrites, r.repo, commit)
+            rewritten = _follow(rewrites, r.repo, r.branch, commit)
             if rewritten is not None:
                 commit, issue, related, message = rewritten.new, rewritten.issue, rewritten.related, rewritten.message
         prs = tuple(sorted(links.get((r.repo, r.session_id, r.branch), ()))) if r.branch is not None else ()
@@ -85,13 +85,14 @@ def visible(records: Mapping[str, AnyRecord] | Iterable[AnyRecord]) -> list[Spen
     return out
 
 
-def _follow(rewrites: Mapping[tuple[str, str], list[RewriteRecord]], repo: str, commit: str) -> RewriteRecord | None:
-    """The last rewrite of `commit` (amend of an amend, rebase after amend...). Several rewrites of
-    one commit (two clones that each amended it) resolve by SHA, the same in every copy."""
+def _follow(rewrites: Mapping[tuple[str, str | None, str], list[RewriteRecord]], repo: str, branch: str | None,
+            commit: str) -> RewriteRecord | None:
+    """The last rewrite of `commit` on `branch` (amend of an amend, rebase after amend...). Several
+    rewrites of one commit (two clones that each amended it) resolve by SHA, the same in every copy."""
     seen = {commit}
     last: RewriteRecord | None = None
     while True:
-        nexts = rewrites.get((repo, commit))
+        nexts = rewrites.get((repo, branch, commit))
         if not nexts:
             return last
         last = min(nexts, key=lambda r: r.new)

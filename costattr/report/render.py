@@ -152,7 +152,7 @@ def render_csv(roll: Rollup) -> str:
 
 
 def render_tree(roll: Rollup, price_date: str | None = None) -> str:
-    """key -> sessions -> segments, each with its share of its parent (ncdu-style)."""
+    """key -> sessions -> records, each with its share of its parent (ncdu-style)."""
     lines: list[str] = []
     total = roll.total.cost
     rows = roll.rows + ([roll.unattributed] if roll.unattributed.requests else [])
@@ -177,6 +177,8 @@ def render_tree(roll: Rollup, price_date: str | None = None) -> str:
                 label = f"{where} {spend.branch or '(no branch)'}"
                 if spend.message:
                     label += f": {spend.message}"
+                if spend.record.note:  # "before --base": why this spend is unattributed
+                    label += f" ({spend.record.note})"
                 if spend.record.backfilled:
                     label += " (backfilled)"
                 stem = "   " if last_s else "│  "

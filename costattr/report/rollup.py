@@ -12,22 +12,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from costattr.ledger.records import BUCKET_MINUTES, Part, canonical_ts, parse_utc
+from costattr.ledger.records import BUCKET_MINUTES, Part, parse_utc
 from costattr.ledger.view import Spend
 from costattr.models import Tokens, to_json_money
 
 GROUPINGS = ("issue", "pr", "branch", "session", "commit", "model", "day", "week", "month",
              "author", "repo", "host", "tool")
 _PER_PART = frozenset({"model", "day", "week", "month"})
-_BUCKET = timedelta(minutes=BUCKET_MINUTES)
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     key: str
     cost: Decimal = Decimal(0)
@@ -37,9 +36,11 @@ class Row:
     unpriced_requests: int = 0
     unpriced_models: dict[str, int] = field(default_factory=dict)
     sessions: set[str] = field(default_factory=set)
+    # Insertion-ordered sets (dicts): a row can gather every commit and issue key of a large
+    # ledger (the total row does), so membership must not cost a scan of a list.
     _commits: dict[str, None] = field(default_factory=dict)
     prs: set[int] = field(default_factory=set)
-    related: list[str] = field(default_factory=list)
+    _related: dict[str, None] = field(default_factory=dict)
     first_ts: str | None = None
     last_ts: str | None = None
     budget: Decimal | None = None
@@ -49,6 +50,10 @@ class Row:
     @property
     def commits(self) -> list[str]:
         return list(self._commits)
+
+    @property
+    def related(self) -> list[str]:
+        return list(self._related)
 
     @property
     def estimated(self) -> bool:
@@ -81,8 +86,8 @@ class Row:
             self._commits[spend.commit] = None
         self.prs.update(spend.prs)
         for key in (spend.issue, *spend.related):
-            if key and key != self.key and key not in self.related:
-                self.related.append(key)
+            if key and key != self.key:
+                self._related[key] = None
         # Records keep canonical timestamps (`canonical_ts`): text order is time order.
         if self.first_ts is None or first < self.first_ts:
             self.first_ts = first
@@ -101,9 +106,9 @@ class Row:
         for m, n in other.unpriced_models.items():
             self.unpriced_models[m] = self.unpriced_models.get(m, 0) + n
         self.sessions |= other.sessions
-        for c in other._commits:
-            self._commits[c] = None
+        self._commits.update(other._commits)
         self.prs |= other.prs
+        self._related.update((k, None) for k in other._related if k != self.key)
         for ts in (other.first_ts, other.last_ts):
             if ts is not None:
                 self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
@@ -244,18 +249,24 @@ def _part_key(by: str, part: Part, tz: tzinfo | None) -> str:
     return period_key(by, bucket_day(part.bucket, tz))
 
 
+@lru_cache(maxsize=65536)
+def _bucket_span(bucket: str) -> tuple[str, str]:
+    """A bucket's first and last millisecond, as canonical timestamps (`YYYY-MM-DDTHH:MM:SS.mmmZ`)."""
+    minute = int(bucket[14:16])
+    return f"{bucket[:16]}:00.000Z", f"{bucket[:14]}{minute + BUCKET_MINUTES - 1:02d}:59.999Z"
+
+
 def _clip(spend: Spend, part: Part) -> tuple[str, str]:
-    """The record's first and last request, clipped to one part's bucket."""
-    start = parse_utc(part.bucket)
-    first, last = parse_utc(spend.record.first_ts), parse_utc(spend.record.last_ts)
-    lo, hi = max(first, start), min(last, start + _BUCKET - timedelta(microseconds=1))
-    if lo > hi:  # a v1 record keeps all its spend in its last bucket
-        lo = hi = min(max(last, start), start + _BUCKET)
-    return _iso(lo), _iso(hi)
+    """The record's first and last request, clamped into one part's bucket.
 
-
-def _iso(moment: datetime) -> str:
-    return canonical_ts(moment.isoformat())
+    Text comparisons: records keep canonical timestamps, and validated buckets are 15-minute
+    slots, so text order is time order (and a report over 100k records parses no dates here).
+    A part outside the record's span (a 0.1 record keeps all its spend in its last bucket)
+    lands on the bucket's edge, never in the next bucket (which may be the next local day).
+    """
+    start, end = _bucket_span(part.bucket)
+    rec = spend.record
+    return min(max(rec.first_ts, start), end), min(max(rec.last_ts, start), end)
 
 
 def rollup(
@@ -270,14 +281,21 @@ def rollup(
     unattributed = Row("(unattributed)")
     total = Row("(total)")
     per_part = by in _PER_PART or filters.by_day
+
+    def row_for(key: str | None) -> Row:
+        if key is None:
+            return unattributed
+        row = rows.get(key)
+        if row is None:  # not setdefault: that would build a Row for every part it adds
+            row = rows[key] = Row(key)
+        return row
+
     for spend in spends:
         if not filters.keep(spend):
             continue
         rec = spend.record
         if not per_part:
-            key = _record_key(by, spend)
-            row = unattributed if key is None else rows.setdefault(key, Row(key))
-            row.add(spend, rec.parts, rec.first_ts, rec.last_ts)
+            row_for(_record_key(by, spend)).add(spend, rec.parts, rec.first_ts, rec.last_ts)
             total.add(spend, rec.parts, rec.first_ts, rec.last_ts)
             continue
         record_key = None if by in _PER_PART else _record_key(by, spend)
@@ -286,8 +304,7 @@ def rollup(
                 continue
             key = _part_key(by, part, filters.tz) if by in _PER_PART else record_key
             first, last = _clip(spend, part)
-            row = unattributed if key is None else rows.setdefault(key, Row(key))
-            row.add(spend, (part,), first, last)
+            row_for(key).add(spend, (part,), first, last)
             total.add(spend, (part,), first, last)
     ordered = sorted(rows.values(), key=lambda r: (-r.cost, r.key))
     if budget_for is not None:
