@@ -430,10 +430,14 @@ class ClaudeSessionWriter:
 # Codex
 
 
-def codex_usage(inp: int, cached: int, out: int, reasoning: int) -> dict[str, int]:
-    """Codex's TokenUsage: input includes cached, output includes reasoning."""
-    return {"input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out,
-            "reasoning_output_tokens": reasoning, "total_tokens": inp + out}
+def codex_usage(inp: int, cached: int, out: int, reasoning: int, written: int | None = None) -> dict[str, int]:
+    """Codex's TokenUsage: input includes cached (and, from 0.145, cache-written) tokens, output
+    includes reasoning. `written` None: a build that does not report cache writes at all."""
+    usage = {"input_tokens": inp, "cached_input_tokens": cached}
+    if written is not None:
+        usage["cache_write_input_tokens"] = written
+    usage.update(output_tokens=out, reasoning_output_tokens=reasoning, total_tokens=inp + out)
+    return usage
 
 
 _RATE_LIMITS = {"primary": {"used_percent": 4.0, "window_minutes": 300, "resets_at": 1792000000},
@@ -470,6 +474,8 @@ class CodexRolloutWriter:
         self.clock = _Clock(start, self.rng)
         self.total = [0, 0, 0, 0]  # cumulative input (incl. cached), cached, output (incl. reasoning), reasoning
         self.last: list[int] | None = None
+        self.written_total: int | None = None  # cumulative cache_write_input_tokens, once a build reports them
+        self.last_written: int | None = None
         self.model: str | None = None
         stamp = start.strftime("%Y-%m-%dT%H-%M-%S")
         self.file = _LineFile(self.codex_home / "sessions" / start.strftime("%Y/%m/%d")
@@ -518,21 +524,42 @@ class CodexRolloutWriter:
         self.file.flush()
 
     def token_count(self, input: int = 12000, cached: int = 9000, output: int = 300, reasoning: int = 120,  # noqa: A002
-                    *, with_last: bool = True) -> Tokens:
+                    *, with_last: bool = True, cache_write: int | None = None) -> Tokens:
         """One API call: the cumulative total advances; `with_last=False` omits last_token_usage
-        (early Codex builds), so readers must diff totals. Returns what a reader should count."""
+        (early Codex builds), so readers must diff totals; `cache_write` reports
+        cache_write_input_tokens (0.145+), a part of `input`. Returns what a reader should count."""
         last = [input, min(cached, input), output, reasoning]
         self.total = [t + d for t, d in zip(self.total, last, strict=True)]
         self.last = last
+        if cache_write is not None:
+            self.written_total = (self.written_total or 0) + cache_write
+        self.last_written = cache_write
         self._write_token_count(with_last)
-        return Tokens(input=last[0] - last[1], output=last[2], cache_read=last[1], reasoning=last[3])
+        written = cache_write or 0
+        return Tokens(input=last[0] - last[1] - written, output=last[2], cache_write_5m=written, cache_read=last[1],
+                      reasoning=last[3])
 
     def _write_token_count(self, with_last: bool = True) -> None:
-        info: dict[str, Any] = {"total_token_usage": codex_usage(*self.total)}
+        info: dict[str, Any] = {"total_token_usage": codex_usage(*self.total, self.written_total)}
         if with_last and self.last is not None:
-            info["last_token_usage"] = codex_usage(*self.last)
+            info["last_token_usage"] = codex_usage(*self.last, self.last_written)
         info["model_context_window"] = 272000
         self._line("event_msg", {"type": "token_count", "info": info, "rate_limits": _RATE_LIMITS})
+        self.file.flush()
+
+    def usage_record(self, response_id: str = "resp_1") -> None:
+        """codex-cli 0.153's `token_usage_record` item: the last response's usage again, next to
+        its token_count. Not spend of its own."""
+        usage = codex_usage(*(self.last or [0, 0, 0, 0]), self.last_written)
+        self._line("token_usage_record", {"thread_id": self.session_id, "turn_id": self.ids.uuid(),
+                                          "response_id": response_id, "usage": usage})
+        self.file.flush()
+
+    def thread_settings(self, model: str) -> None:
+        """Newer builds' `thread_settings_applied` event, which names the model outside turn_context."""
+        self._line("event_msg", {"type": "thread_settings_applied", "thread_id": self.session_id,
+                                 "thread_settings": {"model": model, "model_provider_id": "openai",
+                                                     "approval_policy": "never", "cwd": self.cwd}})
         self.file.flush()
 
     def reemit(self) -> None:
@@ -583,6 +610,7 @@ class CodexRolloutWriter:
             obj["timestamp"] = replay_ts
             child.file.line(obj)
         child.total, child.last, child.model = list(self.total), self.last, self.model
+        child.written_total, child.last_written = self.written_total, self.last_written
         child.file.flush()
         return child
 
