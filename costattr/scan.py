@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import orjson
 from costattr import paths
 from costattr.fsutil import move_aside
 from costattr.logs import log
-from costattr.models import ScanStats, Tokens, UsageEvent
+from costattr.models import PrLink, ScanStats, SessionCost, Tokens, UsageEvent
 from costattr.sources import SOURCES, FileParse
 from costattr.sources.base import (
     R_KEY,
@@ -66,6 +67,10 @@ class ScanResult:
     looked_in: dict[str, list[Path]] = field(default_factory=dict)
     files: list[FileInfo] = field(default_factory=list)
     changed_files: list[FileInfo] = field(default_factory=list)
+    # Claude Code's cost-state per session (largest snapshot), and its pr-link records, for the
+    # sessions in `events` (plain data: pricing and attribution decide what they mean).
+    session_costs: dict[str, SessionCost] = field(default_factory=dict)
+    pr_links: list[PrLink] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +369,23 @@ def scan(
         events = [to_event(r) for r in merge.dedup.records()]
     if cwd_filter is not None:
         events = [e for e in events if cwd_filter(e.cwd)]
-    return ScanResult(events, merge.stats, looked_in, files, changed)
+    costs, links = session_facts(merge.facts, {e.session_id for e in events} if cwd_filter is not None else None)
+    return ScanResult(events, merge.stats, looked_in, files, changed, costs, links)
+
+
+def session_facts(facts: dict[str, dict[str, Any]], sessions: set[str] | None = None
+                  ) -> tuple[dict[str, SessionCost], list[PrLink]]:
+    """The merged facts as plain data, limited to `sessions` when given."""
+    costs: dict[str, SessionCost] = {}
+    for sid, (total, models, unknown, counts) in facts.get("cost", {}).items():
+        if sessions is None or sid in sessions:
+            costs[sid] = SessionCost(sid, Decimal(total), {m: Decimal(c) for m, c in models.items()}, unknown,
+                                     dict(counts))
+    links = [PrLink(sid, number, url, repo, ts or None, branch, cwd)
+             for ts, sid, number, url, repo, branch, cwd in facts.get("pr", {}).values()
+             if sessions is None or sid in sessions]
+    links.sort(key=lambda link: (link.timestamp or "\uffff", link.session_id, link.url))
+    return costs, links
 
 
 @contextmanager

@@ -237,6 +237,7 @@ class ClaudeSessionWriter:
         text: str | None = None,
         edit: tuple[bytes, bytes] | None = None,
         torn: bool = False,
+        iterations: list[dict[str, Any]] | None = None,
     ) -> Response:
         """Write one API response as Claude Code does: one line per content block.
 
@@ -244,7 +245,7 @@ class ClaudeSessionWriter:
         (older versions), the last the real count. `outputs` sets each line's count explicitly
         (e.g. the largest not last). `request_id=None` writes lines without a requestId.
         `text` sets the text blocks; `edit`/`torn` inject faults (see `_LineFile.line`; `torn`
-        tears the last line).
+        tears the last line); `iterations` replaces usage.iterations (see `usage_iteration`).
         """
         msg_id = message_id or self.ids.message_id()
         req_id = self.ids.request_id() if request_id is True else (request_id or None)
@@ -257,6 +258,8 @@ class ClaudeSessionWriter:
         for i, (block, out) in enumerate(zip(blocks_, outputs, strict=True)):
             last = i == len(blocks_) - 1
             usage = self._usage(input, out, cache_write_5m, cache_write_1h, cache_read, speed, legacy)
+            if iterations is not None:
+                usage["iterations"] = iterations
             message = {"model": model, "id": msg_id, "type": "message", "role": "assistant", "content": [block],
                        "stop_reason": ("tool_use" if tool_use else "end_turn") if last else None,
                        "stop_sequence": None, "usage": usage}
@@ -354,6 +357,40 @@ class ClaudeSessionWriter:
                                                  "isMeta": False}))
         self._done(None)
 
+    # -- session-level records (Claude Code 2026) ---------------------------------------------
+
+    def cost_state(self, total_usd: float, model_usage: dict[str, dict[str, Any]] | None = None,
+                   *, unknown: bool = False) -> dict[str, Any]:
+        """A `cost-state` snapshot (no timestamp; re-written as the session goes on), in the
+        shape third-party captures show (mikhail-tokarev/greenbelt PR #11)."""
+        line = {"type": "cost-state", "sessionId": self.session_id, "totalCostUSD": total_usd,
+                "totalAPIDuration": 7914, "totalAPIDurationWithoutRetries": 7896, "totalToolDuration": 20106,
+                "totalLinesAdded": 0, "totalLinesRemoved": 0, "totalDuration": 50401, "startTime": 1789398960924,
+                "modelUsage": model_usage or {}, "hasUnknownModelCost": unknown}
+        return self._done(self.file.line(line))
+
+    def pr_link(self, number: int, repository: str = "acme/app", *, url: str | None = None,
+                ts: str | None = None) -> dict[str, Any]:
+        """A `pr-link` record (re-emitted on resume and compaction)."""
+        line = {"type": "pr-link", "sessionId": self.session_id, "prNumber": number,
+                "prUrl": url or f"https://github.com/{repository}/pull/{number}", "prRepository": repository,
+                "timestamp": ts or self.clock.tick()}
+        return self._done(self.file.line(line))
+
+    def worktree_state(self, branch: str | None, path: str | None = None, *, original: str = "main",
+                       flat: bool = False) -> dict[str, Any]:
+        """A `worktree-state` record: entering a worktree on `branch` (None: leaving it). By
+        default the fields sit in a `worktreeSession` object; `flat` puts them at the top."""
+        ws = None if branch is None else {
+            "originalCwd": self.cwd, "worktreePath": path, "worktreeName": branch.rsplit("/", 1)[-1],
+            "worktreeBranch": branch, "originalBranch": original, "sessionId": self.session_id}
+        line: dict[str, Any] = {"type": "worktree-state", "sessionId": self.session_id}
+        if flat:
+            line.update(ws or {"worktreeBranch": None})
+        else:
+            line["worktreeSession"] = ws
+        return self._done(self.file.line(line))
+
     def raw(self, data: bytes) -> None:
         """Append bytes as they are: corrupt lines, torn tails, binary junk."""
         self.file.write(data)
@@ -428,6 +465,15 @@ class ClaudeSessionWriter:
 
 # ---------------------------------------------------------------------------------------------
 # Codex
+
+
+def usage_iteration(kind: str = "message", *, input: int = 0, output: int = 0,  # noqa: A002
+                    cache_write_5m: int = 0, cache_read: int = 0) -> dict[str, Any]:
+    """One entry of a Claude `usage.iterations[]` (2.1.x): `message`, or `compaction`."""
+    return {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": cache_read,
+            "cache_creation_input_tokens": cache_write_5m,
+            "cache_creation": {"ephemeral_5m_input_tokens": cache_write_5m, "ephemeral_1h_input_tokens": 0},
+            "type": kind}
 
 
 def codex_usage(inp: int, cached: int, out: int, reasoning: int, written: int | None = None) -> dict[str, int]:
