@@ -145,3 +145,36 @@ def parse_ts(ts: str) -> datetime:
 def local_day(ts: str, tz: tzinfo | None) -> date:
     """The calendar day of a UTC timestamp in the user's time zone (None: the machine's)."""
     return parse_ts(ts).astimezone(tz).date()
+
+
+# ----------------------------------------------------------------------------------------------
+# Session-level facts some transcripts record besides requests (Claude Code 2026).
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCost:
+    """Claude Code's own priced total of a session: its largest `cost-state` snapshot.
+
+    Authoritative for the session as a whole (it includes auxiliary model calls that never
+    appear as assistant lines), never for any one line: the difference with the priced lines is
+    a residual within the session, not attributable to a line."""
+
+    session_id: str
+    cost: Decimal  # totalCostUSD, exact through repr
+    models: dict[str, Decimal] = field(default_factory=dict)  # modelUsage[model].costUSD
+    has_unknown_model_cost: bool = False  # Claude Code's own flag: it could not price everything
+    counts: dict[str, int] = field(default_factory=dict)  # modelUsage token counts, summed, as recorded
+
+
+@dataclass(frozen=True, slots=True)
+class PrLink:
+    """A `pr-link` record: this session created or worked on this PR (earliest copy per
+    session and URL; Claude Code re-emits it on every resume and compaction)."""
+
+    session_id: str
+    number: int | None
+    url: str
+    repository: str | None  # "owner/name" as Claude Code wrote it
+    timestamp: str | None  # ISO-8601 UTC
+    branch: str | None = None  # the record's gitBranch, when it carries one
+    cwd: str | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -53,6 +53,27 @@ def fmt_usd(value: Decimal, estimated: bool = False, places: int = 2) -> str:
     if value != 0 and abs(value) < 1:
         return f"{prefix}${value:.4f}"
     return f"{prefix}${value:,.{places}f}"
+
+
+UNPRICED_NAMES_SHOWN = 5  # a long tail of unknown models is summarised, not listed
+
+
+def unpriced_note(requests: int, models: Mapping[str, int] | None = None) -> str:
+    """What is said wherever unpriced requests are counted, naming the models when known:
+    `+? 3 request(s) of unknown models are not priced: foo (2), bar (1)`."""
+    text = f"+? {requests} request(s) of unknown models are not priced"
+    if models:
+        ranked = sorted(models.items(), key=lambda kv: (-kv[1], kv[0]))
+        names = ", ".join(f"{printable(m)} ({n})" for m, n in ranked[:UNPRICED_NAMES_SHOWN])
+        more = len(ranked) - UNPRICED_NAMES_SHOWN
+        text += f": {names}" + (f" and {more} more" if more > 0 else "")
+    return text
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped: a model name from a transcript is not allowed to
+    move the cursor or recolour the terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def fmt_tokens(n: int) -> str:

@@ -9,6 +9,7 @@ it can cost time, never a wrong figure.
 
 from __future__ import annotations
 
+import copy
 import gc
 import heapq
 import os
@@ -16,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,20 @@ import orjson
 from costattr import paths
 from costattr.fsutil import move_aside
 from costattr.logs import log
-from costattr.models import ScanStats, Tokens, UsageEvent
+from costattr.models import PrLink, ScanStats, SessionCost, Tokens, UsageEvent
 from costattr.sources import SOURCES, FileParse
-from costattr.sources.base import R_KEY, R_SIDECHAIN, RECORD_FIELDS, Record, better, better_replay
+from costattr.sources.base import (
+    R_KEY,
+    R_SIDECHAIN,
+    RECORD_FIELDS,
+    Record,
+    better,
+    better_replay,
+    keep_fact,
+    loads_line,
+)
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6  # 6: facts (cost-state, pr-link) and the pending unterminated last line
 READ_CHUNK = 32 << 20  # bounded memory per file: a chunk plus the longest line
 TAIL_BYTES = 64  # bytes before the cursor remembered to tell an append from a rewrite
 PARALLEL_MIN_BYTES = 48 << 20  # below this, process start-up costs more than it saves
@@ -56,6 +67,10 @@ class ScanResult:
     looked_in: dict[str, list[Path]] = field(default_factory=dict)
     files: list[FileInfo] = field(default_factory=list)
     changed_files: list[FileInfo] = field(default_factory=list)
+    # Claude Code's cost-state per session (largest snapshot), and its pr-link records, for the
+    # sessions in `events` (plain data: pricing and attribution decide what they mean).
+    session_costs: dict[str, SessionCost] = field(default_factory=dict)
+    pr_links: list[PrLink] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +81,9 @@ def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
     """Fold the bytes of `path` after `state.offset` into `state`; return it and the bytes read.
 
     Only complete lines are consumed: a torn last line stays unread until its newline arrives.
+    A last line without its newline that parses as a JSON object is complete all the same (a
+    strict prefix of an object is never itself an object; hand-written and truncated files end
+    so at rest): it is read into `state.pending` and counted, but the cursor stays before it.
     A file that no longer ends, at the cursor, with the bytes it ended with (rewritten in place
     rather than appended to) is read again from the start.
     """
@@ -73,6 +91,7 @@ def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
     with path.open("rb") as f:
         if state.offset and not _same_prefix(f, state):
             state = FileParse()
+        state.pending = None  # whatever followed the cursor last time is read again now
         f.seek(state.offset)
         pos = start = state.offset
         # Most files are read in one exact-size read; a huge one in chunks, so memory stays
@@ -89,7 +108,24 @@ def read_file(tool: str, path: Path, state: FileParse) -> tuple[FileParse, int]:
                 state.tail = data[max(0, cut - TAIL_BYTES) : cut]
             carry = data[cut:]
         state.offset = pos
+        if carry.strip():
+            state.pending = _read_unterminated(source, path, carry, pos, state)
     return state, pos - start
+
+
+def _read_unterminated(source: Any, path: Path, line: bytes, offset: int, state: FileParse) -> FileParse | None:
+    """The last line of a file that has no newline, parsed into a copy of `state`'s parser
+    state (so consuming it later starts from where the cursor really is), or None when it is
+    not a whole JSON object: then it is a torn line, still being written."""
+    try:
+        obj = loads_line(line)
+    except ValueError:
+        return None
+    if type(obj) is not dict:
+        return None  # `1` could still become `12`: only an object proves it is whole
+    pending = FileParse(parser_state=copy.deepcopy(state.parser_state))
+    source.parse(path, line + b"\n", offset, pending)
+    return pending
 
 
 def _same_prefix(f: Any, state: FileParse) -> bool:
@@ -123,10 +159,13 @@ def state_to_dict(state: FileParse) -> dict[str, Any]:
         "reasons": state.reasons,
         "where": state.where,
         "parser": state.parser_state,
+        "facts": state.facts,
+        "pending": state_to_dict(state.pending) if state.pending is not None else None,
     }
 
 
 def state_from_dict(d: dict[str, Any]) -> FileParse:
+    pending = d.get("pending")
     return FileParse(
         records={r[R_KEY]: tuple(r) for r in d["records"]},
         offset=int(d["offset"]),
@@ -135,6 +174,8 @@ def state_from_dict(d: dict[str, Any]) -> FileParse:
         where=list(d["where"]),
         parser_state=dict(d["parser"]),
         tail=str(d.get("tail", "")).encode("latin-1"),
+        facts=dict(d.get("facts") or {}),
+        pending=state_from_dict(pending) if pending else None,
     )
 
 
@@ -241,7 +282,9 @@ class ScanCache:
             pending.clear()
 
         def put(fi: FileInfo, st: dict[str, Any], blob: bytes) -> None:
-            cwds = orjson.dumps(sorted({r[3] for r in st["records"]})).decode()
+            unterminated = st.get("pending")
+            recs = st["records"] + unterminated["records"] if unterminated else st["records"]
+            cwds = orjson.dumps(sorted({r[3] for r in recs})).decode()
             pending.append((os.fsencode(fi.path), fi.tool, fi.dev, fi.ino, fi.size, fi.mtime_ns, cwds, blob))
             if len(pending) >= batch:
                 flush()
@@ -326,7 +369,23 @@ def scan(
         events = [to_event(r) for r in merge.dedup.records()]
     if cwd_filter is not None:
         events = [e for e in events if cwd_filter(e.cwd)]
-    return ScanResult(events, merge.stats, looked_in, files, changed)
+    costs, links = session_facts(merge.facts, {e.session_id for e in events} if cwd_filter is not None else None)
+    return ScanResult(events, merge.stats, looked_in, files, changed, costs, links)
+
+
+def session_facts(facts: dict[str, dict[str, Any]], sessions: set[str] | None = None
+                  ) -> tuple[dict[str, SessionCost], list[PrLink]]:
+    """The merged facts as plain data, limited to `sessions` when given."""
+    costs: dict[str, SessionCost] = {}
+    for sid, (total, models, unknown, counts) in facts.get("cost", {}).items():
+        if sessions is None or sid in sessions:
+            costs[sid] = SessionCost(sid, Decimal(total), {m: Decimal(c) for m, c in models.items()}, unknown,
+                                     dict(counts))
+    links = [PrLink(sid, number, url, repo, ts or None, branch, cwd)
+             for ts, sid, number, url, repo, branch, cwd in facts.get("pr", {}).values()
+             if sessions is None or sid in sessions]
+    links.sort(key=lambda link: (link.timestamp or "\uffff", link.session_id, link.url))
+    return costs, links
 
 
 @contextmanager
@@ -448,9 +507,13 @@ def _check_state(state: Any) -> None:
         raise ValueError("cached state is not an object with a list of records")
     if not isinstance(state.get("offset"), int) or not isinstance(state.get("skipped"), int):
         raise ValueError("cached state has no byte offset")
+    if not isinstance(state.get("facts", {}), dict):
+        raise ValueError("cached facts are not an object")
     for rec in state["records"]:
         if not isinstance(rec, list) or len(rec) != RECORD_FIELDS or not isinstance(rec[R_KEY], str):
             raise ValueError("cached record of the wrong shape")
+    if state.get("pending") is not None:
+        _check_state(state["pending"])
 
 
 def _rebuild(cache: ScanCache, error: Exception) -> None:
@@ -520,14 +583,25 @@ class _Dedup:
     A `/btw` side question replays parent messages with the same message.id under a new
     requestId in a sidechain file: when either copy is a sidechain, the message.id alone
     identifies the request and the non-sidechain copy is kept.
+
+    A copy without a requestId (keyed by message.id alone: Claude Code 1.0.51 rewrote a response
+    with no requestId and parentUuid null, and 2.1.x can omit it) is the same request as a copy
+    of that message.id that has one: it folds into it rather than counting twice. Which copy it
+    folds into is decided once every file is in (`records`), so reading order cannot change it.
     """
 
     def __init__(self) -> None:
         self.best: dict[str, Record] = {}
         self.by_message: dict[str, str] = {}
+        self.bare: dict[str, Record] = {}  # "c:<message.id>" -> best copy without a requestId
 
     def add(self, rec: Record) -> None:
         best, key = self.best, rec[R_KEY]
+        if _is_bare_message_key(key):
+            old = self.bare.get(key)
+            if old is None or better(rec, old):
+                self.bare[key] = rec
+            return
         old = best.get(key)
         if old is not None:
             if better(rec, old):
@@ -547,7 +621,30 @@ class _Dedup:
         best[key] = rec
 
     def records(self) -> list[Record]:
-        return list(self.best.values())
+        if not self.bare:
+            return list(self.best.values())
+        out = dict(self.best)
+        # Each message's keyed copy a bare copy folds into: the smallest key among the
+        # non-sidechain copies (then any), a choice that depends on values only.
+        target: dict[str, str] = {}
+        for key, rec in out.items():
+            if key.startswith("c:") and "|" in key:
+                message = key.partition("|")[0]
+                cur = target.get(message)
+                if cur is None or (rec[R_SIDECHAIN], key) < (out[cur][R_SIDECHAIN], cur):
+                    target[message] = key
+        for key, rec in self.bare.items():
+            keyed = target.get(key)
+            if keyed is None:
+                out[key] = rec  # no copy with a requestId: the message.id alone is the request
+            elif better_replay(rec, out[keyed]):
+                out[keyed] = (keyed, *rec[1:])  # the fuller copy's figures, under the stable key
+        return list(out.values())
+
+
+def _is_bare_message_key(key: str) -> bool:
+    """A Claude key made of a message.id without a requestId (not a uuid or file-place key)."""
+    return key.startswith("c:") and "|" not in key and not key.startswith(("c:u:", "c:f:"))
 
 
 def dedup(records: Iterable[Record]) -> list[Record]:
@@ -559,28 +656,35 @@ def dedup(records: Iterable[Record]) -> list[Record]:
 
 
 class _Merge:
-    """Files' results folded in as they arrive: their records deduplicated, their skipped lines
-    counted (a torn last line is counted on every run while it lasts)."""
+    """Files' results folded in as they arrive: their records deduplicated, their facts kept
+    one per key, their skipped lines counted (a torn last line is counted on every run while it
+    lasts; a complete one without its newline is read, as `pending`)."""
 
     def __init__(self, size_of: dict[str, int], cwd_filter: Callable[[str], bool] | None) -> None:
         self.size_of = size_of
         self.cwd_filter = cwd_filter
         self.dedup = _Dedup()
         self.stats = ScanStats()
+        self.facts: dict[str, dict[str, Any]] = {}
 
     def add_file(self, path: str, st: dict[str, Any]) -> None:
-        recs = st["records"]
-        if self.cwd_filter is not None and not any(self.cwd_filter(r[3]) for r in recs):
+        pending = st.get("pending")
+        parts = (st, pending) if pending else (st,)
+        if self.cwd_filter is not None and not any(self.cwd_filter(r[3]) for part in parts for r in part["records"]):
             return
         add = self.dedup.add
-        for rec in recs:
-            add(rec)
         stats = self.stats
-        stats.skipped_lines += st["skipped"]
-        for reason, n in st["reasons"].items():
-            stats.skipped_reasons[reason] = stats.skipped_reasons.get(reason, 0) + n
-        stats.skipped_where.extend(st["where"][: max(0, 200 - len(stats.skipped_where))])
-        if self.size_of.get(path, 0) > st["offset"]:
+        for part in parts:
+            for rec in part["records"]:
+                add(rec)
+            for kind, values in part.get("facts", {}).items():
+                for key, value in values.items():
+                    keep_fact(self.facts, kind, key, value)
+            stats.skipped_lines += part["skipped"]
+            for reason, n in part["reasons"].items():
+                stats.skipped_reasons[reason] = stats.skipped_reasons.get(reason, 0) + n
+            stats.skipped_where.extend(part["where"][: max(0, 200 - len(stats.skipped_where))])
+        if pending is None and self.size_of.get(path, 0) > st["offset"]:
             stats.skip("torn last line (incomplete, will be read when complete)", path)
 
 

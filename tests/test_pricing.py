@@ -80,6 +80,20 @@ def event(model: str, tokens: Tokens, recorded: str | None = None, speed: str | 
     ("openrouter/openai/gpt-5-codex", "gpt-5-codex"),
     ("gpt-5.2-2025-12-11", "gpt-5.2"),
     ("gpt-6.1-sol-2026-09-29", "gpt-6.1-sol"),
+    ("gpt-5.1-codex-max", "gpt-5.1-codex-max"),  # its own entry, even where the price is the same
+    ("azure/gpt-5.6-luna-2026-07-09", "gpt-5.6-luna"),
+    ("us.openai.gpt-6-luna-v1:0", "gpt-6-luna"),
+    # Google: the Gemini API, Vertex and OpenRouter spellings
+    ("gemini-2.5-pro", "gemini-2.5-pro"),
+    ("gemini/gemini-2.5-pro", "gemini-2.5-pro"),
+    ("vertex_ai/gemini-2.5-pro", "gemini-2.5-pro"),
+    ("google/gemini-2.5-flash", "gemini-2.5-flash"),
+    # retired Claude models priced from Bedrock and Vertex rows
+    ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+    ("anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3-5-sonnet"),
+    ("claude-3-sonnet-20240229", "claude-3-sonnet"),
+    ("vertex_ai/claude-3-haiku@20240307", "claude-3-haiku"),
+    ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet"),
 ])
 def test_model_names_resolve_to_their_entry(table: PriceTable, name: str, entry: str) -> None:
     found = table.lookup(name)
@@ -95,14 +109,11 @@ def test_model_names_resolve_to_their_entry(table: PriceTable, name: str, entry:
     "claude-sonnet-4-7",
     "claude-haiku-4",
     "claude-opus-4-6-fast",
-    "gpt-5-codex-mini",  # a smaller sibling is a different price
-    "gpt-5.1-codex-mini",
-    "gpt-5.1-codex-max",
-    "gpt-5-pro",
-    "gpt-5.4-pro",
+    "gpt-5-codex-mini",  # a smaller sibling is a different price, and this one has none
     "gpt-5.7",
     "gpt-6",
-    "gpt-6-luna",
+    "gpt-6.3-sol",
+    "gemini-2.5-pro-ultra",
     "<synthetic>",
     "",
     "mistral-large",
@@ -110,6 +121,19 @@ def test_model_names_resolve_to_their_entry(table: PriceTable, name: str, entry:
 def test_other_versions_and_unknown_models_are_unpriced(table: PriceTable, name: str) -> None:
     assert table.lookup(name) is None
     assert table.cost(name, Tokens(input=1000, output=1000)) is None
+
+
+@pytest.mark.parametrize(("name", "sibling"), [
+    ("gpt-5.1-codex-mini", "gpt-5.1-codex"),
+    ("gpt-5-pro", "gpt-5"),
+    ("gpt-5.4-pro", "gpt-5.4"),
+    ("gpt-6-luna", "gpt-6-sol"),
+    ("gemini-2.5-flash-lite", "gemini-2.5-flash"),
+])
+def test_a_sibling_resolves_to_its_own_entry_never_the_shorter_name(table: PriceTable, name: str, sibling: str) -> None:
+    found = table.lookup(name)
+    assert found is not None and found[0] == name
+    assert found[1] != table.models[sibling]
 
 
 def test_a_version_never_falls_back_to_an_older_entry(table: PriceTable) -> None:
@@ -153,7 +177,7 @@ def test_anthropic_entries_follow_the_cache_multipliers(table: PriceTable) -> No
     # Writes are 1.25x (5m) and 2x (1h) input on every Claude model and tier; a typo in the table
     # would break this. Reads vary (0.1x, or less on the newest models) and are checked per model.
     for key, price in table.models.items():
-        if not key.startswith("claude-"):
+        if not key.startswith("claude-") or key == "claude-3-haiku":  # Haiku 3 had its own (0.30 / 0.03)
             continue
         for tier in filter(None, (price, price.long_context)):
             assert tier.cache_write_5m == tier.input * D("1.25"), key
@@ -220,12 +244,16 @@ def test_codex_cached_input_is_priced_at_the_cached_rate_without_write_charge(ta
     tokens = Tokens(input=12_659 - 11_648, cache_read=11_648, output=187, reasoning=64)
     # 1011*1.25 + 11648*0.125 + 187*10, per million; reasoning is already inside output
     assert table.cost("gpt-5.1-codex", tokens) == D("0.00458975")
-    assert table.cost("gpt-5.1-codex", Tokens(cache_write_5m=1_000_000)) == D(0)
+    # no write surcharge before GPT-5.6: a token Codex reports as written costs what input does
+    assert table.cost("gpt-5.1-codex", Tokens(cache_write_5m=1_000_000)) == table.cost(
+        "gpt-5.1-codex", Tokens(input=1_000_000)) == D("1.25")
 
 
 def test_a_rate_the_provider_does_not_publish_leaves_the_request_unpriced(table: PriceTable) -> None:
     assert table.cost("gpt-6-sol", Tokens(input=100_000, cache_write_5m=100_000)) == D("0.45")
-    assert table.cost("gpt-6-sol", Tokens(input=1_000, cache_write_1h=1)) is None
+    assert table.cost("gpt-6-sol", Tokens(cache_write_1h=100_000)) == D("0.5")  # the 12-hour write, listed
+    # a write rate with no longer-retention rate listed: a request that needs it is not guessed
+    assert table.cost("gpt-daybreak-blue-latest", Tokens(input=1_000, cache_write_1h=1)) is None
 
 
 def test_money_is_decimal(table: PriceTable) -> None:

@@ -51,7 +51,7 @@ LITELLM: dict[str, Any] = {
     },
     "claude-haiku-4-5": {"input_cost_per_token": 1e-06, "output_cost_per_token": 5e-06,
                          "litellm_provider": "anthropic", "mode": "chat"},
-    "gpt-5.1-codex-mini": {"input_cost_per_token": 2.5e-07, "output_cost_per_token": 2e-06,
+    "gpt-7-codex-mini": {"input_cost_per_token": 2.5e-07, "output_cost_per_token": 2e-06,
                            "cache_read_input_token_cost": 2.5e-08, "litellm_provider": "openai", "mode": "responses"},
     "gpt-5.4": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1.5e-05,
                 "cache_read_input_token_cost": 2.5e-07, "input_cost_per_token_above_272k_tokens": 5e-06,
@@ -76,7 +76,7 @@ LITELLM: dict[str, Any] = {
     "gpt-free": {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0,
                  "litellm_provider": "openai", "mode": "chat"},
 }
-KEPT = {"claude-sonnet-4-5-20250929", "claude-opus-4-6", "claude-haiku-4-5", "gpt-5.1-codex-mini", "gpt-5.4",
+KEPT = {"claude-sonnet-4-5-20250929", "claude-opus-4-6", "claude-haiku-4-5", "gpt-7-codex-mini", "gpt-5.4",
         "gpt-4o-mini"}
 
 ROUTES: dict[str, tuple[int, bytes, float]] = {
@@ -138,8 +138,8 @@ def test_update_stores_the_table_and_load_table_uses_it(server: str) -> None:
     assert KEPT <= set(active.models)
     assert f"{server}/prices.json" in active.source
     # a model the embedded table does not know is now priced
-    assert embedded_table().lookup("gpt-5.1-codex-mini") is None
-    assert active.cost("gpt-5.1-codex-mini", Tokens(input=1_000_000, cache_read=1_000_000)) == D("0.275")
+    assert embedded_table().lookup("gpt-7-codex-mini") is None
+    assert active.cost("gpt-7-codex-mini", Tokens(input=1_000_000, cache_read=1_000_000)) == D("0.275")
 
 
 def test_only_first_party_chat_models_with_sound_prices_are_kept(server: str) -> None:
@@ -166,8 +166,8 @@ def test_missing_cache_rates_are_derived_from_the_billing_rules(server: str) -> 
     assert sonnet.cache_write_1h == D(6)
     assert sonnet.long_context is not None and sonnet.long_context.cache_write_1h == D(12)
     assert models["claude-opus-4-6"].cache_write_1h == D(10)  # stated, so taken as stated
-    codex = models["gpt-5.1-codex-mini"]  # OpenAI: cached rate as stated, no write surcharge
-    assert (codex.cache_read, codex.cache_write_5m, codex.cache_write_1h) == (D("0.025"), D(0), D(0))
+    codex = models["gpt-7-codex-mini"]  # OpenAI: cached rate as stated; no write rate, so writes bill as input
+    assert (codex.cache_read, codex.cache_write_5m, codex.cache_write_1h) == (D("0.025"), D("0.25"), D("0.25"))
     assert models["gpt-4o-mini"].cache_read == D("0.15")  # no cached rate listed: billed as input
 
 

@@ -128,3 +128,84 @@ def test_skipped_lines_are_counted_and_explained(env_dirs: dict[str, Path]) -> N
     assert "Skipped 2 unreadable line(s)" in result.stderr
     verbose = CliRunner().invoke(cli, ["-v", "sessions", "--format", "json"])
     assert w.path.name in verbose.stderr  # -v says where
+
+
+# -- unpriced requests are named; Claude Code's own session total --------------------------------
+
+
+def test_unpriced_requests_are_named_in_json_and_on_stderr(env_dirs: dict[str, Path]) -> None:
+    w = ClaudeSessionWriter(env_dirs["claude"] / "projects", seed=31)
+    w.response(SONNET, output=10)
+    w.response("acme-coder-1", output=20)
+    w.response("acme-coder-1", output=30)
+    c = CodexRolloutWriter(env_dirs["codex"], seed=32)  # no turn_context: no model recorded
+    c.token_count(output=40)
+    result = run("--format", "json")
+    data = orjson.loads(result.stdout)
+    by_tool = {s["tool"]: s for s in data["sessions"]}
+    assert by_tool["claude"]["unpriced_models"] == {"acme-coder-1": 2}
+    assert by_tool["codex"]["unpriced_models"] == {"(no model recorded)": 1}
+    assert data["totals"]["unpriced_models"] == {"(no model recorded)": 1, "acme-coder-1": 2}
+    assert data["totals"]["unpriced_requests"] == 3
+    assert ("+? 3 request(s) of unknown models are not priced: acme-coder-1 (2), (no model recorded) (1)"
+            in result.stderr)
+
+
+def test_a_model_name_cannot_write_control_characters_to_the_terminal(env_dirs: dict[str, Path]) -> None:
+    w = ClaudeSessionWriter(env_dirs["claude"] / "projects", seed=33)
+    w.response("evil\x1b[2Jmodel", output=10)
+    stderr = run("--format", "json").stderr
+    assert "\x1b" not in stderr and "evil\\x1b[2Jmodel (1)" in stderr
+
+
+@pytest.fixture
+def recorded_session(env_dirs: dict[str, Path]) -> ClaudeSessionWriter:
+    """A session whose lines price at a known figure, and whose cost-state says more."""
+    w = ClaudeSessionWriter(env_dirs["claude"] / "projects", cwd="/home/dev/src/app", branch="main", seed=34)
+    w.response(SONNET, input=1_000, output=1_000, blocks=1)  # 0.003 + 0.015 = 0.018
+    w.response(SONNET, input=2_000, output=1_000, blocks=1, branch="feature/x")  # 0.006 + 0.015 = 0.021
+    w.cost_state(0.03)
+    w.cost_state(0.0523)  # the latest (largest) snapshot: includes an auxiliary Haiku call
+    return w
+
+
+def test_the_recorded_session_total_is_the_cost_and_the_residual_its_own_field(
+    recorded_session: ClaudeSessionWriter,
+) -> None:
+    data = run_json()
+    [s] = data["sessions"]
+    assert s["cost_usd"] == 0.0523 and s["cost_source"] == "authoritative"
+    assert s["residual_usd"] == 0.0133  # 0.0523 - (0.018 + 0.021): within the session, on no line
+    # branches stay per line: the residual is on none of them
+    assert {b: v["cost_usd"] for b, v in s["branches"].items()} == {"main": 0.018, "feature/x": 0.021}
+    assert (data["totals"]["cost_usd"], data["totals"]["residual_usd"]) == (0.0523, 0.0133)
+
+
+def test_the_residual_is_a_row_of_the_table(recorded_session: ClaudeSessionWriter) -> None:
+    out = run().stdout
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith(recorded_session.session_id[:8]))
+    assert lines[row].rstrip().endswith("$0.0523")  # no ~: Claude Code's own figure
+    assert "↳ residual" in lines[row + 1] and lines[row + 1].rstrip().endswith("+$0.0133")
+    assert "within session, not attributable to a line" in " ".join(out.split())
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_calculate_mode_ignores_the_recorded_total(recorded_session: ClaudeSessionWriter) -> None:
+    [s] = orjson.loads(run("--format", "json", "--cost-mode", "calculate").stdout)["sessions"]
+    assert (s["cost_usd"], s["cost_source"], s["residual_usd"]) == (0.039, "estimated", None)
+    assert "residual" not in run("--cost-mode", "calculate").stdout
+
+
+def test_a_session_cut_by_the_date_range_has_no_recorded_total(env_dirs: dict[str, Path]) -> None:
+    from datetime import UTC, datetime
+
+    w = ClaudeSessionWriter(env_dirs["claude"] / "projects", seed=35, start=datetime(2026, 10, 1, 23, 59, tzinfo=UTC))
+    w.response(SONNET, input=1_000, output=1_000, blocks=1)
+    w.clock.advance(120)  # the next request is on the next day
+    w.response(SONNET, input=1_000, output=1_000, blocks=1)
+    w.cost_state(0.05)
+    [day] = orjson.loads(run("--format", "json", "--since", "2026-10-02", "--tz", "UTC").stdout)["sessions"]
+    assert (day["cost_usd"], day["cost_source"], day["requests"]) == (0.018, "estimated", 1)
+    [whole] = orjson.loads(run("--format", "json", "--since", "2026-10-01", "--tz", "UTC").stdout)["sessions"]
+    assert (whole["cost_usd"], whole["cost_source"]) == (0.05, "authoritative")

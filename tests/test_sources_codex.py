@@ -186,3 +186,71 @@ def test_an_impossible_single_request_is_skipped_and_counted(rollout: CodexRollo
     result = codex_scan()
     assert [e.tokens.output for e in result.events] == [10]
     assert result.stats.skipped_reasons == {"implausible token counts": 1}
+
+
+# -- 2026 builds: thread_settings_applied, cache_write_input_tokens, token_usage_record -------------
+
+
+def test_the_model_comes_from_thread_settings_when_no_turn_context_names_one(codex_home: Path) -> None:
+    w = CodexRolloutWriter(codex_home, seed=21, cli_version="0.153.4")
+    w.thread_settings("gpt-5.4")  # newer builds: no turn_context before the first request
+    w.token_count(output=10)
+    w.turn("gpt-5.1-codex")  # once a turn_context names a model, it is the one
+    w.thread_settings("gpt-5.4")
+    w.token_count(output=20)
+    assert sorted((e.tokens.output, e.model) for e in codex_scan().events) == [(10, "gpt-5.4"), (20, "gpt-5.1-codex")]
+
+
+def test_without_any_model_announcement_the_request_stays_unpriced(codex_home: Path) -> None:
+    w = CodexRolloutWriter(codex_home, seed=22)
+    w.token_count(output=10)
+    [ev] = codex_scan().events
+    assert ev.model == ""
+
+
+def test_cache_writes_are_carved_out_of_input_and_priced_at_the_write_rate(codex_home: Path) -> None:
+    from costattr.pipeline import priced_scan
+
+    w = CodexRolloutWriter(codex_home, seed=23, cli_version="0.145.0")
+    w.turn("gpt-5.6-terra")
+    # the shape of openai/codex PR #33454's example: 317,792 input of which 280,060 read, 37,687 written
+    counted = w.token_count(input=317_792, cached=280_060, cache_write=37_687, output=2_093, reasoning=494)
+    w.token_count(input=1_000, cached=0, cache_write=0, output=10, reasoning=0)
+    result, table = priced_scan(["codex"])
+    first = max(result.events, key=lambda e: e.tokens.output)
+    assert first.tokens == counted == Tokens(input=45, output=2_093, cache_write_5m=37_687, cache_read=280_060,
+                                             reasoning=494)
+    # no double count: the three parts add up to Codex's input_tokens
+    assert first.tokens.input + first.tokens.cache_write_5m + first.tokens.cache_read == 317_792
+    rates = table.lookup("gpt-5.6-terra")[1]  # type: ignore[index]
+    tier = rates.long_context if first.tokens.prompt_total > rates.long_context.threshold else rates  # type: ignore[union-attr]
+    expected = (45 * tier.input + 2_093 * tier.output + 37_687 * tier.cache_write_5m
+                + 280_060 * tier.cache_read) / 1_000_000
+    assert first.cost == expected and tier.cache_write_5m > tier.input
+
+
+def test_a_build_that_reports_no_cache_writes_keeps_its_keys(codex_home: Path) -> None:
+    """The dedup key is the running total without the write count: an archived copy written by
+    a build that reports cache writes still collapses onto the original."""
+    old = CodexRolloutWriter(codex_home, session_id="019c0000-0000-7000-8000-000000000001", seed=24)
+    old.turn("gpt-5.1-codex")
+    old.token_count(input=5_000, cached=1_000, output=50)
+    new_build = old.path.read_bytes().replace(b'"cached_input_tokens":1000,',
+                                              b'"cached_input_tokens":1000,"cache_write_input_tokens":0,')
+    archived = codex_home / "archived_sessions" / old.path.name
+    archived.parent.mkdir(parents=True)
+    archived.write_bytes(new_build)
+    assert [e.tokens.output for e in codex_scan().events] == [50]
+
+
+def test_token_usage_record_repeats_the_usage_and_is_not_counted(codex_home: Path) -> None:
+    w = CodexRolloutWriter(codex_home, seed=25, cli_version="0.153.4")
+    w.turn("gpt-5.4")
+    first = w.token_count(input=3, cached=0, output=3, reasoning=0, cache_write=0)
+    w.usage_record("resp_8")
+    w.usage_record("resp_8")  # re-written on resume
+    second = w.token_count(input=3, cached=0, output=3, reasoning=0, cache_write=0)
+    w.usage_record("resp_21")
+    result = codex_scan()
+    assert tokens_by_session(result.events) == {w.session_id: _sum([first, second])}
+    assert result.stats.skipped_lines == 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from decimal import Decimal
 from typing import Any
 
 import click
 
-from costattr.output import console, echo_json
+from costattr.output import TABLE_WIDTH, console, echo_json
 from costattr.pricing import load_table
 from costattr.pricing.table import LongContext, ModelPrice, PriceTable, Rates
 from costattr.pricing.update import DEFAULT_TIMEOUT, DEFAULT_URL, update_table
@@ -55,8 +56,9 @@ def show(fmt: str, model: str | None) -> None:
 def update(url: str | None, timeout: float) -> None:
     """Fetch LiteLLM's price file and store it as the table in force.
 
-    Only first-party Anthropic and OpenAI chat models are kept; a failed or implausible download
-    leaves the current table in place.
+    Anthropic, OpenAI and Google chat models are kept (first-party rows, then the embedded
+    table, then Bedrock/Vertex/Azure rows for models only they list); a failed or implausible
+    download leaves the current table in place.
 
     \b
     Example:
@@ -73,12 +75,17 @@ def _origin(table: PriceTable) -> str:
 
 def _print(table: PriceTable, rows: list[tuple[str, ModelPrice]], model: str | None) -> None:
     # Plain echo for sentences: names like "claude-opus-4-6[1m]" must not be read as rich markup.
-    click.echo(f"Price table dated {table.date} ({_origin(table)})")
+    click.echo(f"Price table dated {table.date} ({_origin(table)}), {len(table.models)} models")
+    if table.source:
+        click.echo(textwrap.fill(f"Source: {table.source}", width=TABLE_WIDTH, subsequent_indent="  "))
     if model is not None and not rows:
         click.echo(f"{model}: unpriced (no entry matches it; its spend is reported as unpriced, never $0)")
         return
     if model is not None:
         click.echo(f"{model} resolves to {rows[0][0]}")
+        if rows[0][1].override:
+            click.echo(textwrap.fill(f"Not LiteLLM's figure: {rows[0][1].override}", width=TABLE_WIDTH,
+                                     subsequent_indent="  "))
     console().print(_rich_table(rows))
     click.echo(f"{UNIT}. '-': not published; requests needing it stay unpriced.")
 

@@ -1,7 +1,7 @@
 """The dated price table and the one function that prices a request.
 
 Prices are Decimal USD per million tokens. A model matches a table entry exactly or after
-normalising provider spellings (Bedrock, Vertex, `anthropic/`, `.` vs `-`, `[1m]`) plus an optional
+normalising provider spellings (Bedrock, Vertex, Azure, `gemini/`, `anthropic/`, `.` vs `-`, `[1m]`) plus an optional
 date suffix, never across versions: `claude-opus-4-9` is not `claude-opus-4`. No match means the
 request is unpriced, reported as such, never $0.
 """
@@ -22,11 +22,12 @@ MILLION = Decimal(1_000_000)
 EMBEDDED = Path(__file__).with_name("prices.json")
 
 _PROVIDER_PREFIX = re.compile(
-    r"^(?:(?:openrouter/)?(?:anthropic|openai|azure|bedrock|vertex_ai)/)?"
-    r"(?:(?:us|eu|apac|au|jp|global)\.)?(?:anthropic\.)?"
+    r"^(?:(?:openrouter/)?(?:anthropic|openai|azure|bedrock|vertex_ai|gemini|google)/)?"
+    r"(?:(?:us|eu|apac|au|jp|global)\.)?(?:anthropic\.|openai\.)?"
 )
 _BEDROCK_SUFFIX = re.compile(r"-v\d+(?::\d+)?$")
 _CONTEXT_SUFFIX = re.compile(r"\[[0-9]+[km]\]$")
+_VERTEX_DEFAULT = re.compile(r"@default$")  # Vertex's "the current version" marker
 # What may follow a table key: nothing, a release date, or "-latest". A bare number would be a
 # different version (claude-opus-4 + "-9"), a word a different model (gpt-5-codex + "-mini").
 _ALLOWED_TAIL = re.compile(r"^(?:-\d{8}|-\d{4}-\d{2}-\d{2}|-latest)?$")
@@ -61,6 +62,9 @@ class LongContext(Rates):
 class ModelPrice(Rates):
     long_context: LongContext | None = None
     fast_multiplier: Decimal | None = Field(default=None, gt=0)  # `usage.speed == "fast"`
+    # Why this entry is not LiteLLM's figure (a provider page it contradicts or lacks): such an
+    # entry survives `costattr pricing update` (see pricing.litellm.complete_from).
+    override: str | None = None
 
 
 class PriceFile(BaseModel):
@@ -77,6 +81,7 @@ def normalise_model(name: str) -> str:
     name = _CONTEXT_SUFFIX.sub("", name)
     name = _PROVIDER_PREFIX.sub("", name)
     name = _BEDROCK_SUFFIX.sub("", name)
+    name = _VERTEX_DEFAULT.sub("", name)
     return name.replace("@", "-").replace(".", "-").replace("_", "-")
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
 from costattr.markdown import md_escape
-from costattr.output import TABLE_WIDTH, console, fmt_tokens, fmt_usd
+from costattr.output import TABLE_WIDTH, console, fmt_tokens, fmt_usd, unpriced_note
 from costattr.report.rollup import Rollup, Row, day_of, pct
 
 
@@ -65,10 +66,12 @@ def fit(text: str, width: int) -> str:
     return text if cell_len(text) <= width else set_cell_size(text, max(width - 1, 0)) + "…"
 
 
-def _footnotes(roll: Rollup, price_date: str | None) -> list[str]:
+def _footnotes(roll: Rollup, price_date: str | None, unpriced_models: Mapping[str, int] | None = None) -> list[str]:
+    """The table's and markdown's notes. `unpriced_models` (model -> unpriced requests) names
+    the unknown models when the caller has them (already escaped for markdown)."""
     notes = ["~ estimated from list prices" + (f" as of {price_date}" if price_date else "")]
     if roll.total.unpriced_requests:
-        notes.append(f"+? {roll.total.unpriced_requests} request(s) of unknown models are not priced")
+        notes.append(unpriced_note(roll.total.unpriced_requests, unpriced_models))
     if any(r.over_budget for r in roll.rows):
         notes.append("! over budget")
     return notes

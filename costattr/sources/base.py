@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +50,13 @@ class FileParse:
     where: list[str] = field(default_factory=list)
     parser_state: dict[str, Any] = field(default_factory=dict)  # adapter-specific carry-over
     tail: bytes = b""  # the bytes just before `offset`: proves the file was appended to, not rewritten
+    # Session-level records that are not requests (Claude Code's cost-state, pr-link): kind ->
+    # key -> value, one value per key (see `keep_fact`). Plain JSON, so the cache stores it.
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A complete last line without a trailing newline, read into a copy of this state but not
+    # consumed: the cursor stays before it, so a later append re-reads it instead of counting it
+    # twice. None when the file ends in a newline or in a torn (unparseable) line.
+    pending: FileParse | None = None
 
     def skip(self, reason: str, offset: int, path: str) -> None:
         self.skipped += 1
@@ -56,11 +64,30 @@ class FileParse:
         if len(self.where) < 50:
             self.where.append(clean_text(f"{path} (byte {offset}): {reason}"))
 
+    def fact(self, kind: str, key: str, value: Any) -> None:
+        keep_fact(self.facts, kind, key, value)
+
     def keep(self, rec: Record) -> None:
         """Keep one record per key: the most complete copy (see `better`)."""
         old = self.records.get(rec[R_KEY])
         if old is None or better(rec, old):
             self.records[rec[R_KEY]] = rec
+
+
+# Which of two values of one fact is kept (the smaller sort key wins), chosen by value so any
+# reading order keeps the same one: the largest cost snapshot; the earliest PR link.
+_FACT_ORDER: dict[str, Callable[[Any], Any]] = {
+    "cost": lambda v: (-Decimal(v[0]), repr(v)),
+    "pr": lambda v: (v[0] or "\uffff", repr(v)),  # a link without a timestamp sorts last
+}
+
+
+def keep_fact(facts: dict[str, dict[str, Any]], kind: str, key: str, value: Any) -> None:
+    """Fold one fact into `facts` (a FileParse's, or a whole scan's)."""
+    known = facts.setdefault(kind, {})
+    old = known.get(key)
+    if old is None or _FACT_ORDER[kind](value) < _FACT_ORDER[kind](old):
+        known[key] = value
 
 
 def better(new: Record, old: Record) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from costattr import paths
 from costattr.sources.base import (
+    MAX_TOKENS_CUMULATIVE,
     MAX_TOKENS_PER_REQUEST,
     FileParse,
     as_count,
@@ -25,8 +26,10 @@ from costattr.sources.base import (
     loads_line,
 )
 
-NEEDLES = (b'"usage"',)
+# `-state"` finds cost-state and worktree-state records (neither has a "usage" key).
+NEEDLES = (b'"usage"', b'-state"', b'"pr-link"')
 MAX_RECORDED_COST = 10_000.0  # USD for one request: anything above is corruption, not a bill
+MAX_SESSION_COST = 1_000_000.0  # USD for a whole session (cost-state): above it is corruption
 IGNORED_NAMES = {"journal.jsonl"}
 
 
@@ -68,9 +71,9 @@ def _is_transcript(name: str) -> bool:
     return name.endswith(".jsonl") and name not in IGNORED_NAMES and ".orphaned" not in name
 
 
-def recorded_cost(value: Any) -> str | None:
+def recorded_cost(value: Any, limit: float = MAX_RECORDED_COST) -> str | None:
     """costUSD as old Claude Code wrote it, exact (through repr), or None when it is not a price."""
-    if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= MAX_RECORDED_COST:
+    if type(value) not in (int, float) or not math.isfinite(value) or not 0 <= value <= limit:
         return None
     return repr(float(value))
 
@@ -108,6 +111,10 @@ class ClaudeSource:
             return "not a JSON object"
         envelope = obj
         kind = obj.get("type")
+        if kind in _SESSION_RECORDS:
+            line_session = obj.get("sessionId")
+            session = clean_text(owner or (line_session if type(line_session) is str and line_session else fallback))
+            return _SESSION_RECORDS[kind](obj, state, session)
         replayed_agent: str | None = None
         if kind == "progress":
             data = obj.get("data")
@@ -141,20 +148,25 @@ class ClaudeSource:
         if ts is None:
             return "missing or invalid timestamp"
         line_session = envelope.get("sessionId")
-        session = owner or (line_session if type(line_session) is str and line_session else fallback)
+        session = clean_text(owner or (line_session if type(line_session) is str and line_session else fallback))
         get = obj.get
+        cwd = clean_text(get("cwd") or envelope.get("cwd"))
+        branch = clean_text(get("gitBranch", envelope.get("gitBranch"))) or None
+        worktree = state.parser_state.get("worktrees", {}).get(session)
+        if worktree is not None and _inside(cwd, worktree[0]):
+            branch = worktree[1]  # the line's gitBranch is the branch the worktree was made from
         state.keep(
             (
                 _request_key(message.get("id"), get("requestId"), get("uuid"), spath, offset),
                 ts,
                 clean_text(model) if model else "",
-                clean_text(get("cwd") or envelope.get("cwd")),
-                clean_text(get("gitBranch", envelope.get("gitBranch"))) or None,
+                cwd,
+                branch,
                 replayed_agent is not None or get("isSidechain") is True or envelope.get("isSidechain") is True,
                 clean_text(get("agentId") or envelope.get("agentId") or replayed_agent) or None,
                 "fast" if usage.get("speed") == "fast" else None,
                 recorded_cost(get("costUSD")),
-                clean_text(session),
+                session,
                 offset,
                 *tokens,
             )
@@ -164,6 +176,35 @@ class ClaudeSource:
 
 def _claude_tokens(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int] | None:
     """(input, output, cache_write_5m, cache_write_1h, cache_read, reasoning), None if implausible.
+
+    `usage.iterations[]` (2.1.x) lists the calls one response took; a `compaction` iteration's
+    tokens are not in the top-level figures (Anthropic's compaction docs, as quoted in
+    pydantic-ai #5065 and litellm PR #27065), so they are added, unless the top level already
+    equals the sum of every iteration (then a writer included them)."""
+    top = _usage_counts(usage)
+    if top is None:
+        return None
+    iterations = usage.get("iterations")
+    if type(iterations) is list and iterations:
+        every = [0, 0, 0, 0, 0]
+        compaction = [0, 0, 0, 0, 0]
+        for item in iterations:
+            counts = _usage_counts(item) if type(item) is dict else None
+            if counts is None:
+                return None
+            every = [a + b for a, b in zip(every, counts, strict=True)]
+            if item.get("type") == "compaction":
+                compaction = [a + b for a, b in zip(compaction, counts, strict=True)]
+        if any(compaction) and list(top) != every:
+            top = tuple(a + b for a, b in zip(top, compaction, strict=True))  # type: ignore[assignment]
+    if sum(top) > MAX_TOKENS_PER_REQUEST:
+        return None  # each field may look plausible while the request as a whole is not
+    inp, out, cw5, cw1, cr = top
+    return inp, out, cw5, cw1, cr, 0
+
+
+def _usage_counts(usage: dict[str, Any]) -> tuple[int, int, int, int, int] | None:
+    """(input, output, cache_write_5m, cache_write_1h, cache_read) of one usage object.
 
     The cache-write total is split by the `cache_creation` breakdown when it has one (1h writes
     cost more); otherwise all of it is 5-minute writes."""
@@ -183,9 +224,83 @@ def _claude_tokens(usage: dict[str, Any]) -> tuple[int, int, int, int, int, int]
             return None
         if e5 + e1:
             cw5, cw1 = e5, e1
-    if inp + out + cw5 + cw1 + cr > MAX_TOKENS_PER_REQUEST:
-        return None  # each field may look plausible while the request as a whole is not
-    return inp, out, cw5, cw1, cr, 0
+    return inp, out, cw5, cw1, cr
+
+
+# -- session-level records: cost-state, pr-link, worktree-state -----------------------------------
+
+
+def _fold_cost_state(obj: dict[str, Any], state: FileParse, session: str) -> str | None:
+    """Claude Code's own cumulative priced snapshot of the session (re-written many times; the
+    largest is the latest). It includes auxiliary calls that never appear as assistant lines."""
+    total = recorded_cost(obj.get("totalCostUSD"), MAX_SESSION_COST)
+    if total is None:
+        return "cost-state without a plausible totalCostUSD"
+    models: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    usage = obj.get("modelUsage")
+    for model, mu in (usage.items() if type(usage) is dict else ()):
+        if type(mu) is not dict:
+            continue
+        cost = recorded_cost(mu.get("costUSD"), MAX_SESSION_COST)
+        if cost is not None:
+            models[clean_text(model)] = cost
+        for name in _COST_STATE_COUNTS:
+            n = as_count(mu.get(name), MAX_TOKENS_CUMULATIVE)
+            if n:
+                counts[name] = counts.get(name, 0) + n
+    state.fact("cost", session, [total, models, obj.get("hasUnknownModelCost") is True, counts])
+    return None
+
+
+# The token counts of a cost-state's modelUsage, summed over models (their meaning is not
+# confirmed by Claude Code's docs: kept as recorded, for comparison, never priced).
+_COST_STATE_COUNTS = ("inputTokens", "outputTokens", "cacheReadInputTokens", "cacheCreationInputTokens",
+                      "thinkingTokens", "webSearchRequests")
+
+
+def _fold_pr_link(obj: dict[str, Any], state: FileParse, session: str) -> str | None:
+    """A PR the session created or touched. Re-emitted on every resume and compaction: one per
+    (session, prUrl), the earliest."""
+    url = obj.get("prUrl")
+    if type(url) is not str or not url:
+        return "pr-link without a prUrl"
+    number = obj.get("prNumber")
+    repo = obj.get("prRepository")
+    state.fact("pr", f"{session} {clean_text(url)}", [
+        normalise_ts(obj.get("timestamp")) or "", session, number if type(number) is int and number > 0 else None,
+        clean_text(url), clean_text(repo) or None, clean_text(obj.get("gitBranch")) or None,
+        clean_text(obj.get("cwd")) or None,
+    ])
+    return None
+
+
+def _fold_worktree_state(obj: dict[str, Any], state: FileParse, session: str) -> str | None:
+    """Entering (or leaving) a worktree: from here on this session's lines inside it are on
+    `worktreeBranch`, whatever their gitBranch says (anthropics/claude-code #53278).
+
+    The record is read in two shapes: the fields at the top level, or inside a `worktreeSession`
+    object (null there = the session left the worktree)."""
+    ws = obj.get("worktreeSession", obj)
+    worktrees = state.parser_state.setdefault("worktrees", {})
+    branch = ws.get("worktreeBranch") if type(ws) is dict else None
+    if type(branch) is not str or not branch:
+        worktrees.pop(session, None)  # left the worktree, or a record that names no branch
+        return None
+    path = ws.get("worktreePath")  # type: ignore[union-attr]
+    worktrees[session] = [clean_text(path) if type(path) is str and path else None, clean_text(branch)]
+    return None
+
+
+_SESSION_RECORDS = {"cost-state": _fold_cost_state, "pr-link": _fold_pr_link, "worktree-state": _fold_worktree_state}
+
+
+def _inside(cwd: str, root: str | None) -> bool:
+    """Whether a line ran in the worktree (any line, when the record gave no path)."""
+    if root is None:
+        return True
+    root = root.rstrip("/")
+    return cwd == root or cwd.startswith(root + "/")
 
 
 def _request_key(msg_id: Any, request_id: Any, uuid: Any, spath: str, offset: int) -> str:

@@ -29,36 +29,47 @@ from costattr.sources.base import (
 )
 from costattr.sources.claude import normalise_ts
 
-NEEDLES = (b'"session_meta"', b'"turn_context"', b'"token_count"')
+# thread_settings_applied (newer builds) names the model too; token_usage_record (0.153+)
+# repeats each response's usage and is deliberately not a needle: counting it would double count.
+NEEDLES = (b'"session_meta"', b'"turn_context"', b'"token_count"', b'"thread_settings_applied"')
 UUID_TAIL = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
-UNKNOWN_MODEL = ""  # no turn_context seen: the request is reported as unpriced, not guessed
+UNKNOWN_MODEL = ""  # no model named yet: the request is reported as unpriced, not guessed
 
 
-def _usage_tuple(usage: Any, limit: int = MAX_TOKENS_PER_REQUEST) -> tuple[int, int, int, int] | None:
-    """(input incl. cached, cached, output incl. reasoning, reasoning), or None if implausible."""
+Usage = tuple[int, int, int, int, int]  # input incl. cached and written, cached, cache written, output, reasoning
+
+
+def _usage_tuple(usage: Any, limit: int = MAX_TOKENS_PER_REQUEST) -> Usage | None:
+    """(input incl. cached and cache-written, cached, cache-written, output incl. reasoning,
+    reasoning), or None if implausible.
+
+    `cache_write_input_tokens` (codex-cli 0.145+; `cache_creation_input_tokens` in some
+    writers) is a part of `input_tokens`, like `cached_input_tokens`: it is carved out of the
+    uncached input, never added to it. Older rollouts do not report it (absent, not zero)."""
     if type(usage) is not dict:
         return None
     inp = as_count(usage.get("input_tokens"), limit)
     cached = as_count(usage.get("cached_input_tokens", usage.get("cache_read_input_tokens")), limit)
+    written = as_count(usage.get("cache_write_input_tokens", usage.get("cache_creation_input_tokens")), limit)
     out = as_count(usage.get("output_tokens"), limit)
     reasoning = as_count(usage.get("reasoning_output_tokens"), limit)
-    if inp is None or cached is None or out is None or reasoning is None:
+    if inp is None or cached is None or written is None or out is None or reasoning is None:
         return None
-    return inp, min(cached, inp), out, reasoning
+    cached = min(cached, inp)
+    return inp, cached, min(written, inp - cached), out, reasoning
 
 
-def _request_usage(
-    last_usage: Any, total: tuple[int, int, int, int], prev: list[int] | None
-) -> tuple[int, int, int, int] | None:
+def _request_usage(last_usage: Any, total: Usage, prev: list[int] | None) -> Usage | None:
     """One request's usage: `last_token_usage` when it is there, else how far the running total
     advanced (early Codex builds); None when that is not a plausible single request."""
     last = _usage_tuple(last_usage) if last_usage is not None else None
     if last is None:
-        base = prev or [0, 0, 0, 0]
-        inp, cached, out, reasoning = (max(0, t - b) for t, b in zip(total, base, strict=True))
-        last = inp, min(cached, inp), out, reasoning
-    # input includes cached tokens and output includes reasoning: input + output is the request
-    return last if last[0] + last[2] <= MAX_TOKENS_PER_REQUEST else None
+        base = prev or [0, 0, 0, 0, 0]
+        inp, cached, written, out, reasoning = (max(0, t - b) for t, b in zip(total, base, strict=True))
+        cached = min(cached, inp)
+        last = inp, cached, min(written, inp - cached), out, reasoning
+    # input includes cached and written tokens and output includes reasoning: input + output is the request
+    return last if last[0] + last[3] <= MAX_TOKENS_PER_REQUEST else None
 
 
 def _is_rollout(name: str) -> bool:
@@ -114,8 +125,8 @@ class CodexSource:
         if "session" not in st:
             m = UUID_TAIL.search(path.stem)
             sid = m.group(1) if m else path.stem
-            st.update(session=sid, lineage=sid, cwd="", branch=None, model=UNKNOWN_MODEL, total=None,
-                      meta_seen=False, counted=False)
+            st.update(session=sid, lineage=sid, cwd="", branch=None, model=UNKNOWN_MODEL, settings_model=UNKNOWN_MODEL,
+                      total=None, meta_seen=False, counted=False)
         spath = str(path)
         for start, line in iter_complete_lines(data, NEEDLES):
             try:
@@ -145,7 +156,15 @@ class CodexSource:
             if isinstance(payload.get("cwd"), str) and payload["cwd"]:
                 st["cwd"] = clean_text(payload["cwd"])
             return None
-        if kind != "event_msg" or payload.get("type") != "token_count":
+        if kind != "event_msg":
+            return None  # token_usage_record among them: the token_count next to it carries the same usage
+        if payload.get("type") == "thread_settings_applied":
+            settings = payload.get("thread_settings")
+            model = settings.get("model") if isinstance(settings, dict) else None
+            if isinstance(model, str) and model:
+                st["settings_model"] = clean_text(model)
+            return None
+        if payload.get("type") != "token_count":
             return None
         info = payload.get("info")
         if info is None:
@@ -165,12 +184,16 @@ class CodexSource:
         ts = normalise_ts(obj.get("timestamp"))
         if ts is None:
             return "missing or invalid timestamp"
-        inp, cached, out, reasoning = last
-        model = info.get("model") or info.get("model_name") or st["model"]
+        inp, cached, written, out, reasoning = last
+        # A turn_context's model wins; thread_settings_applied is the fallback for builds (and
+        # sessions) that announce the model only there.
+        model = info.get("model") or info.get("model_name") or st["model"] or st.get("settings_model")
         st["counted"] = True
-        key = f"x:{st['lineage']}:" + ",".join(map(str, total))
+        # The key is the running total without the cache-write count, as before 0.145 added it:
+        # the same request keeps the same key whichever build wrote it.
+        key = f"x:{st['lineage']}:" + ",".join(map(str, (total[0], total[1], total[3], total[4])))
         state.keep(
             (key, ts, clean_text(model), st["cwd"], st["branch"], False, None, None, None, st["session"], offset,
-             inp - cached, out, 0, 0, cached, reasoning)
+             inp - cached - written, out, written, 0, cached, reasoning)
         )
         return None

@@ -237,6 +237,7 @@ class ClaudeSessionWriter:
         text: str | None = None,
         edit: tuple[bytes, bytes] | None = None,
         torn: bool = False,
+        iterations: list[dict[str, Any]] | None = None,
     ) -> Response:
         """Write one API response as Claude Code does: one line per content block.
 
@@ -244,7 +245,7 @@ class ClaudeSessionWriter:
         (older versions), the last the real count. `outputs` sets each line's count explicitly
         (e.g. the largest not last). `request_id=None` writes lines without a requestId.
         `text` sets the text blocks; `edit`/`torn` inject faults (see `_LineFile.line`; `torn`
-        tears the last line).
+        tears the last line); `iterations` replaces usage.iterations (see `usage_iteration`).
         """
         msg_id = message_id or self.ids.message_id()
         req_id = self.ids.request_id() if request_id is True else (request_id or None)
@@ -257,6 +258,8 @@ class ClaudeSessionWriter:
         for i, (block, out) in enumerate(zip(blocks_, outputs, strict=True)):
             last = i == len(blocks_) - 1
             usage = self._usage(input, out, cache_write_5m, cache_write_1h, cache_read, speed, legacy)
+            if iterations is not None:
+                usage["iterations"] = iterations
             message = {"model": model, "id": msg_id, "type": "message", "role": "assistant", "content": [block],
                        "stop_reason": ("tool_use" if tool_use else "end_turn") if last else None,
                        "stop_sequence": None, "usage": usage}
@@ -354,6 +357,40 @@ class ClaudeSessionWriter:
                                                  "isMeta": False}))
         self._done(None)
 
+    # -- session-level records (Claude Code 2026) ---------------------------------------------
+
+    def cost_state(self, total_usd: float, model_usage: dict[str, dict[str, Any]] | None = None,
+                   *, unknown: bool = False) -> dict[str, Any]:
+        """A `cost-state` snapshot (no timestamp; re-written as the session goes on), in the
+        shape third-party captures show (mikhail-tokarev/greenbelt PR #11)."""
+        line = {"type": "cost-state", "sessionId": self.session_id, "totalCostUSD": total_usd,
+                "totalAPIDuration": 7914, "totalAPIDurationWithoutRetries": 7896, "totalToolDuration": 20106,
+                "totalLinesAdded": 0, "totalLinesRemoved": 0, "totalDuration": 50401, "startTime": 1789398960924,
+                "modelUsage": model_usage or {}, "hasUnknownModelCost": unknown}
+        return self._done(self.file.line(line))
+
+    def pr_link(self, number: int, repository: str = "acme/app", *, url: str | None = None,
+                ts: str | None = None) -> dict[str, Any]:
+        """A `pr-link` record (re-emitted on resume and compaction)."""
+        line = {"type": "pr-link", "sessionId": self.session_id, "prNumber": number,
+                "prUrl": url or f"https://github.com/{repository}/pull/{number}", "prRepository": repository,
+                "timestamp": ts or self.clock.tick()}
+        return self._done(self.file.line(line))
+
+    def worktree_state(self, branch: str | None, path: str | None = None, *, original: str = "main",
+                       flat: bool = False) -> dict[str, Any]:
+        """A `worktree-state` record: entering a worktree on `branch` (None: leaving it). By
+        default the fields sit in a `worktreeSession` object; `flat` puts them at the top."""
+        ws = None if branch is None else {
+            "originalCwd": self.cwd, "worktreePath": path, "worktreeName": branch.rsplit("/", 1)[-1],
+            "worktreeBranch": branch, "originalBranch": original, "sessionId": self.session_id}
+        line: dict[str, Any] = {"type": "worktree-state", "sessionId": self.session_id}
+        if flat:
+            line.update(ws or {"worktreeBranch": None})
+        else:
+            line["worktreeSession"] = ws
+        return self._done(self.file.line(line))
+
     def raw(self, data: bytes) -> None:
         """Append bytes as they are: corrupt lines, torn tails, binary junk."""
         self.file.write(data)
@@ -430,10 +467,23 @@ class ClaudeSessionWriter:
 # Codex
 
 
-def codex_usage(inp: int, cached: int, out: int, reasoning: int) -> dict[str, int]:
-    """Codex's TokenUsage: input includes cached, output includes reasoning."""
-    return {"input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out,
-            "reasoning_output_tokens": reasoning, "total_tokens": inp + out}
+def usage_iteration(kind: str = "message", *, input: int = 0, output: int = 0,  # noqa: A002
+                    cache_write_5m: int = 0, cache_read: int = 0) -> dict[str, Any]:
+    """One entry of a Claude `usage.iterations[]` (2.1.x): `message`, or `compaction`."""
+    return {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": cache_read,
+            "cache_creation_input_tokens": cache_write_5m,
+            "cache_creation": {"ephemeral_5m_input_tokens": cache_write_5m, "ephemeral_1h_input_tokens": 0},
+            "type": kind}
+
+
+def codex_usage(inp: int, cached: int, out: int, reasoning: int, written: int | None = None) -> dict[str, int]:
+    """Codex's TokenUsage: input includes cached (and, from 0.145, cache-written) tokens, output
+    includes reasoning. `written` None: a build that does not report cache writes at all."""
+    usage = {"input_tokens": inp, "cached_input_tokens": cached}
+    if written is not None:
+        usage["cache_write_input_tokens"] = written
+    usage.update(output_tokens=out, reasoning_output_tokens=reasoning, total_tokens=inp + out)
+    return usage
 
 
 _RATE_LIMITS = {"primary": {"used_percent": 4.0, "window_minutes": 300, "resets_at": 1792000000},
@@ -470,6 +520,8 @@ class CodexRolloutWriter:
         self.clock = _Clock(start, self.rng)
         self.total = [0, 0, 0, 0]  # cumulative input (incl. cached), cached, output (incl. reasoning), reasoning
         self.last: list[int] | None = None
+        self.written_total: int | None = None  # cumulative cache_write_input_tokens, once a build reports them
+        self.last_written: int | None = None
         self.model: str | None = None
         stamp = start.strftime("%Y-%m-%dT%H-%M-%S")
         self.file = _LineFile(self.codex_home / "sessions" / start.strftime("%Y/%m/%d")
@@ -518,21 +570,42 @@ class CodexRolloutWriter:
         self.file.flush()
 
     def token_count(self, input: int = 12000, cached: int = 9000, output: int = 300, reasoning: int = 120,  # noqa: A002
-                    *, with_last: bool = True) -> Tokens:
+                    *, with_last: bool = True, cache_write: int | None = None) -> Tokens:
         """One API call: the cumulative total advances; `with_last=False` omits last_token_usage
-        (early Codex builds), so readers must diff totals. Returns what a reader should count."""
+        (early Codex builds), so readers must diff totals; `cache_write` reports
+        cache_write_input_tokens (0.145+), a part of `input`. Returns what a reader should count."""
         last = [input, min(cached, input), output, reasoning]
         self.total = [t + d for t, d in zip(self.total, last, strict=True)]
         self.last = last
+        if cache_write is not None:
+            self.written_total = (self.written_total or 0) + cache_write
+        self.last_written = cache_write
         self._write_token_count(with_last)
-        return Tokens(input=last[0] - last[1], output=last[2], cache_read=last[1], reasoning=last[3])
+        written = cache_write or 0
+        return Tokens(input=last[0] - last[1] - written, output=last[2], cache_write_5m=written, cache_read=last[1],
+                      reasoning=last[3])
 
     def _write_token_count(self, with_last: bool = True) -> None:
-        info: dict[str, Any] = {"total_token_usage": codex_usage(*self.total)}
+        info: dict[str, Any] = {"total_token_usage": codex_usage(*self.total, self.written_total)}
         if with_last and self.last is not None:
-            info["last_token_usage"] = codex_usage(*self.last)
+            info["last_token_usage"] = codex_usage(*self.last, self.last_written)
         info["model_context_window"] = 272000
         self._line("event_msg", {"type": "token_count", "info": info, "rate_limits": _RATE_LIMITS})
+        self.file.flush()
+
+    def usage_record(self, response_id: str = "resp_1") -> None:
+        """codex-cli 0.153's `token_usage_record` item: the last response's usage again, next to
+        its token_count. Not spend of its own."""
+        usage = codex_usage(*(self.last or [0, 0, 0, 0]), self.last_written)
+        self._line("token_usage_record", {"thread_id": self.session_id, "turn_id": self.ids.uuid(),
+                                          "response_id": response_id, "usage": usage})
+        self.file.flush()
+
+    def thread_settings(self, model: str) -> None:
+        """Newer builds' `thread_settings_applied` event, which names the model outside turn_context."""
+        self._line("event_msg", {"type": "thread_settings_applied", "thread_id": self.session_id,
+                                 "thread_settings": {"model": model, "model_provider_id": "openai",
+                                                     "approval_policy": "never", "cwd": self.cwd}})
         self.file.flush()
 
     def reemit(self) -> None:
@@ -583,6 +656,7 @@ class CodexRolloutWriter:
             obj["timestamp"] = replay_ts
             child.file.line(obj)
         child.total, child.last, child.model = list(self.total), self.last, self.model
+        child.written_total, child.last_written = self.written_total, self.last_written
         child.file.flush()
         return child
 
