@@ -26,7 +26,8 @@ def priced_scan(
     return result, table
 
 
-def in_range(events: Iterable[UsageEvent], since: date | None, until: date | None, tz: tzinfo | None) -> list[UsageEvent]:
+def in_range(events: Iterable[UsageEvent], since: date | None, until: date | None,
+             tz: tzinfo | None) -> list[UsageEvent]:
     if since is None and until is None:
         return list(events)
     out = []

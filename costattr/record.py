@@ -18,26 +18,29 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
 from costattr import issue_keys
-from costattr.attribution import Attribution, CommitPoint, Where, attribute, base_cutoff, moment
+from costattr.attribution import Attribution, CommitPoint, Where, attribute, base_cutoff, merge_parts, moment
 from costattr.config import Config
 from costattr.gitctx import GitContext, is_inside
 from costattr.ledger.records import (
+    DETACHED,
     AnyRecord,
     LinkRecord,
+    Part,
     RewriteRecord,
     SpendRecord,
+    bucket_of,
     cap,
     link_id,
     now_iso,
     rewrite_id,
 )
 from costattr.ledger.store import LocalStore, Transaction, key_hash, set_digest
-from costattr.models import Tokens, UsageEvent
+from costattr.models import PrLink, SessionCost, Tokens, UsageEvent
 from costattr.pipeline import priced_scan
 
 CACHE_NOTICE_PREFIX = "the scan cache was unreadable"
@@ -185,15 +188,29 @@ def _move_cache_aside(error: Exception) -> str:
     return notice
 
 
+@dataclass
+class WorkTreeScan:
+    """This work tree's priced events by session, and what else the transcripts said about them."""
+
+    by_session: dict[str, list[UsageEvent]]
+    price_date: str
+    skipped_lines: int
+    pr_links: list[PrLink] = field(default_factory=list)
+    session_costs: dict[str, SessionCost] = field(default_factory=dict)
+
+
 def session_events(git: GitContext, cfg: Config, session: str | None = None,
-                   notices: list[str] | None = None) -> tuple[dict[str, list[UsageEvent]], str, int]:
-    """This work tree's priced events by session, the price-table date and skipped-line count."""
+                   notices: list[str] | None = None) -> WorkTreeScan:
+    """This work tree's priced events by session (only `session`'s, given an id or prefix)."""
     result, table = _scan(git, cfg, notices if notices is not None else [])
     by_session: dict[str, list[UsageEvent]] = defaultdict(list)
     for ev in result.events:
         if session is None or ev.session_id == session or ev.session_id.startswith(session):
             by_session[ev.session_id].append(ev)
-    return by_session, table.date, result.stats.skipped_lines
+    costs = {} if cfg.pricing.mode == "calculate" else result.session_costs  # calculate: lines only
+    return WorkTreeScan(by_session, table.date, result.stats.skipped_lines,
+                        [p for p in result.pr_links if p.session_id in by_session],
+                        {sid: c for sid, c in costs.items() if sid in by_session})
 
 
 def text(value: str | None) -> str | None:
@@ -241,7 +258,8 @@ def upload(
 ) -> UploadResult:
     """Attribute the new requests and write their records (nothing with `dry_run`)."""
     notices: list[str] = []
-    by_session, price_date, skipped = session_events(git, cfg, session, notices=notices)
+    scanned = session_events(git, cfg, session, notices=notices)
+    by_session, price_date, skipped = scanned.by_session, scanned.price_date, scanned.skipped_lines
     now = now or now_iso()
     point = CommitPoint(text(git.branch), git.head_sha, text(git.head_message), git.head_time, git.detached)
     repo = git.repo_id
@@ -266,8 +284,10 @@ def upload(
             new = _new_events(tx, where.repo, by_session, git)
             opened = tx.open_on(where.repo, point.current) if point.sha is not None else []
             out.attribution = attribute(new, opened, point, find_issues, where, now=now, base_cutoff=cutoff)
+            _add_residuals(tx, where.repo, scanned, out.attribution)
             out.label = _label(point, out.attribution)
             out.links, out.new_prs = _links(tx, where.repo, point, out.attribution.records, wanted_prs, now)
+            out.links += _pr_link_records(scanned, by_session, git, where.repo, now)
             out.rewrites = rewrite_records(tx, where.repo, [(old, git.head_sha) for old in git.rewritten_from
                                                             if git.head_sha], text(git.branch), text(git.head_message),
                                            find_issues, now)
@@ -319,6 +339,52 @@ def _legacy_applies(mark: tuple[str | None, str | None, str], repo: str, git: Gi
     if legacy_repo is not None:
         return legacy_repo == repo
     return bool(cwd) and is_inside(cwd, git.worktrees or (git.workdir,))
+
+
+def _pr_link_records(scanned: WorkTreeScan, by_session: dict[str, list[UsageEvent]], git: GitContext, repo: str,
+                     now: str) -> list[LinkRecord]:
+    """Claude Code's `pr-link` records, as `upload --pr` would link them: the session's spend on the
+    branch it was on, in this repository only (`prRepository` must name it)."""
+    out: list[LinkRecord] = []
+    slug = (git.repo_slug or "").lower()
+    for pl in scanned.pr_links:
+        if pl.number is None or (pl.repository or "").lower() != slug or not slug:
+            continue
+        branch = pl.branch or _branch_at(by_session.get(pl.session_id, []), pl.timestamp)
+        if branch and branch != DETACHED:
+            branch = cap(text(branch), "branch") or branch
+            out.append(LinkRecord(link_id(repo, pl.session_id, branch, pl.number), pl.session_id, repo, branch,
+                                  pl.number, "pr-link", now))
+    return out
+
+
+def _branch_at(events: list[UsageEvent], ts: str | None) -> str | None:
+    """The branch the session was on at `ts`: its last request up to then (else its first one)."""
+    if not events:
+        return None
+    ordered = sorted(events, key=lambda e: moment(e.ts))
+    before = [e for e in ordered if ts is None or moment(e.ts) <= moment(ts)]
+    return (before[-1] if before else ordered[0]).git_branch
+
+
+RESIDUAL_MODEL = "(within session, not attributable to a line)"
+
+
+def _add_residuals(tx: Transaction, repo: str, scanned: WorkTreeScan, attribution: Attribution) -> None:
+    """Claude Code's own cost of a session (`cost-state`) covers calls no line shows (auxiliary
+    models): the part of it above the session's priced lines is recorded, as it grows, on the
+    session's newest record of this run, authoritative, never spread over the lines."""
+    for sid, recorded in scanned.session_costs.items():
+        events = scanned.by_session.get(sid, [])
+        priced = sum((e.cost for e in events if e.cost is not None), Decimal(0))
+        residual = recorded.cost - priced - tx.residual_recorded(repo, sid, RESIDUAL_MODEL)
+        mine = [i for i, r in enumerate(attribution.records) if r.session_id == sid]
+        if residual <= 0 or not mine:  # below the lines (not every call is in it), or nothing new to carry it
+            continue
+        i = max(mine, key=lambda i: attribution.records[i].last_ts)
+        rec = attribution.records[i]
+        extra = Part(bucket_of(rec.last_ts), RESIDUAL_MODEL, 0, 0, Tokens(), residual, residual)
+        attribution.records[i] = replace(rec, parts=tuple(merge_parts(rec.parts, [extra])))
 
 
 def _label(point: CommitPoint, attribution: Attribution) -> str | None:

@@ -418,3 +418,53 @@ def test_a_v1_ledger_is_converted_once_with_nothing_lost_or_doubled(tmp_path: Pa
     line = hook_commit(repo, "new spend")
     assert line.startswith(f"costattr: {cost(300):.4f} (")
     assert Decimal(str(report(repo, "--by", "issue")["totals"]["cost_usd"])) == v1_total + cost(300)
+
+
+# ---------------------------------------------------------------------------------------------
+# What Claude Code itself records about PRs and cost (issue 14)
+
+
+def test_a_pr_link_record_links_the_sessions_branch_without_anyone_typing_pr(repo: Path, env_dirs: dict[str, Path]
+                                                                              ) -> None:
+    from costattr.testing.transcripts import ClaudeSessionWriter
+
+    git(repo, "checkout", "-q", "-b", "feature/PROJ-4-pr")
+    w = ClaudeSessionWriter(env_dirs["claude"] / "projects", cwd=str(repo), branch="feature/PROJ-4-pr", seed=3)
+    w.response(output=300)
+    w.pr_link(42, "acme/app")
+    w.pr_link(43, "someone/else")  # another repository's PR: not this one's to link
+    w.response(output=500)
+    w.close()
+    hook_commit(repo, "work")
+    doc = report(repo, "--by", "pr")
+    assert [r["key"] for r in doc["rows"]] == ["#42"]
+    assert doc["rows"][0]["requests"] == 2
+    # re-emitted on resume: the same link, nothing doubles
+    w2 = w.resume_copy()
+    w2.pr_link(42, "acme/app")
+    w2.close()
+    hook_commit(repo, "again")
+    assert report(repo, "--by", "pr")["rows"][0]["cost_usd"] == doc["rows"][0]["cost_usd"]
+
+
+def test_cost_state_adds_the_sessions_residual_once_on_its_last_record(repo: Path, env_dirs: dict[str, Path]) -> None:
+    from costattr.testing.transcripts import ClaudeSessionWriter
+
+    w = ClaudeSessionWriter(env_dirs["claude"] / "projects", cwd=str(repo), branch="main", seed=4)
+    w.response(input=10, output=100, cache_write_5m=1000, cache_read=5000)
+    w.cost_state(0.0100)  # Claude Code's own total: above the line (auxiliary calls), 0.00322 more
+    hook_commit(repo, "one")
+    by_model = rows(repo, "model")
+    residual = "(within session, not attributable to a line)"
+    assert by_model[residual] == Decimal("0.0100") - cost()
+    w.response(input=10, output=100, cache_write_5m=1000, cache_read=5000)
+    w.cost_state(0.0200)
+    w.close()
+    hook_commit(repo, "two")
+    by_model = rows(repo, "model")
+    assert by_model[residual] == Decimal("0.0200") - 2 * cost()
+    assert sum(by_model.values()) == Decimal("0.0200")
+    doc = report(repo, "--by", "session")
+    assert Decimal(str(doc["totals"]["cost_usd"])) == Decimal("0.0200")
+    hook_commit(repo, "nothing new")
+    assert rows(repo, "model") == by_model  # recorded once

@@ -25,6 +25,6 @@ def command() -> None:
     from costattr.record import session_events
 
     git = gitctx.discover(Path.cwd())
-    by_session, _date, _skipped = session_events(git, load_config(git.workdir))
-    total = sum((ev.cost or Decimal(0) for evs in by_session.values() for ev in evs), Decimal(0))
+    scanned = session_events(git, load_config(git.workdir))
+    total = sum((ev.cost or Decimal(0) for evs in scanned.by_session.values() for ev in evs), Decimal(0))
     click.echo(f"{total:.4f}")

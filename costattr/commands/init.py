@@ -187,9 +187,10 @@ def _trackers_section(d: Detected) -> str:
 def _ledger_section(d: Detected) -> str:
     return _comment([
         "[ledger] Where spend is recorded.",
-        "backend: \"json\" (this machine's ledger under COSTATTR_HOME, or at `path`), \"memory-api\" (a shared server: set",
-        "  api_url and api_user; the key comes from COSTATTR_API_KEY), or \"git-notes\" (travels with",
-        "  the repository in notes_ref). The COSTATTR_LEDGER environment variable overrides it.",
+        "backend: \"json\" (this machine's ledger under COSTATTR_HOME, or at `path`),",
+        "  \"memory-api\" (a shared server: set api_url and api_user; the key comes from",
+        "  COSTATTR_API_KEY), or \"git-notes\" (travels with the repository in notes_ref).",
+        "  The COSTATTR_LEDGER environment variable overrides it.",
     ]) + _table("ledger", {"backend": d.backend, **d.ledger_extra}) + _comment(
         [line for line in (
             'path = "~/costattr/ledger.sqlite"',

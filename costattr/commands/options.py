@@ -43,7 +43,8 @@ class TzParam(click.ParamType):
 
 
 def date_range(f: F) -> F:
-    f = click.option("--tz", type=TzParam(), default=None, help="Time zone for day boundaries (IANA name; default: local).")(f)
+    f = click.option("--tz", type=TzParam(), default=None,
+                     help="Time zone for day boundaries (IANA name; default: local).")(f)
     f = click.option("--until", type=DateParam(), help="Last day included (YYYY-MM-DD).")(f)
     f = click.option("--since", type=DateParam(), help="First day included (YYYY-MM-DD).")(f)
     return f

@@ -32,6 +32,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
@@ -135,7 +136,7 @@ class LocalStore:
             raise CostattrError(f"cannot open the ledger {self.path}: {e}",
                                 hint="check that COSTATTR_HOME is writable") from None
         try:
-            conn.execute("PRAGMA busy_timeout = %d" % int(self.timeout * 1000))
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             if not self._check_version(conn):
@@ -430,6 +431,18 @@ class Transaction:
         return {s for (s,) in self.conn.execute(
             "SELECT DISTINCT session_id FROM records WHERE repo = ? AND branch = ? AND kind = 'spend'",
             (repo, branch))}
+
+    def residual_recorded(self, repo: str, session_id: str, model: str) -> Decimal:
+        """What the session's records in `repo` already hold for pseudo-model `model`."""
+        total = Decimal(0)
+        for (doc,) in self.conn.execute(
+                "SELECT doc FROM records WHERE repo = ? AND session_id = ? AND kind = 'spend'", (repo, session_id)):
+            try:
+                rec = from_json(orjson.loads(doc))
+            except (RecordError, orjson.JSONDecodeError):
+                continue
+            total += sum((p.cost for p in getattr(rec, "parts", ()) if p.model == model), Decimal(0))
+        return total
 
     def prs_of(self, repo: str, branch: str) -> set[int]:
         return {p for (p,) in self.conn.execute(
