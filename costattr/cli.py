@@ -3,6 +3,7 @@ imported only when it runs, so `costattr --help` and the hook start fast."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -12,7 +13,8 @@ from typing import Any
 import click
 
 from costattr import __version__
-from costattr.errors import EXIT_BUG, CostattrError
+from costattr.errors import EXIT_BUG, EXIT_ERROR, CostattrError
+from costattr.secrets import env_secrets, redact
 
 # name -> (module under costattr.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,9 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("sync", "Send the shared ledger what it lacks; exchange git notes with origin."),
     "pricing": ("pricing", "Show the price table, or update it from a LiteLLM price file."),
     "doctor": ("doctor", "Where costattr looks, what it finds, and what is misconfigured."),
+    "trust": ("trust", "Let this repository's config choose the memory API your records and key go to."),
     "demo": ("demo", "Run the whole flow on throw-away demo data and print the issue report."),
 }
-HIDDEN: dict[str, str] = {"hook-impl": "hook_impl"}  # what installed hooks run; not in --help
+# What installed hooks and the background publisher run; not in --help.
+HIDDEN: dict[str, str] = {"hook-impl": "hook_impl", "publish-background": "publish_background"}
 
 
 class LazyGroup(click.Group):
@@ -72,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if run_from_main(sys.argv[1:] if argv is None else argv):
         return 0
     try:
-        cli.main(args=argv, prog_name="costattr", standalone_mode=False)
+        # standalone_mode=False makes click *return* a command's `ctx.exit(N)` code instead of
+        # exiting with it: it must become the process's exit code (doctor's 1 "so CI can run it").
+        code = cli.main(args=argv, prog_name="costattr", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:
@@ -82,22 +88,53 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("Aborted.", err=True)
         return 130
     except CostattrError as e:
-        click.echo(f"costattr: {e}", err=True)
+        click.echo(f"costattr: {redact(str(e), *env_secrets())}", err=True)  # a message may quote a URL
         return e.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:
+        fixable = environment_fault(e)
+        if fixable is None:
+            return _bug(argv)
+        click.echo(f"costattr: {fixable}", err=True)
+        return EXIT_ERROR
     except Exception:
-        from costattr.logs import log_exception
+        return _bug(argv)
+    return code if isinstance(code, int) else 0
 
-        where = log_exception("unexpected error")
-        click.echo(f"costattr: unexpected error: {sys.exc_info()[1]!r}", err=True)
-        if os.environ.get("COSTATTR_DEBUG") or "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
-            traceback.print_exc()
-        click.echo(f"  this is a bug; the traceback is in {where}", err=True)
-        return EXIT_BUG
-    return 0
+
+def environment_fault(e: OSError) -> str | None:
+    """A file-system fault the user can fix (read-only or full disk, permissions), said with the
+    fix; None for anything else (a bug)."""
+    if e.errno not in _FIXABLE_ERRNOS:
+        return None
+    from costattr import paths
+
+    where = e.filename or "a file"
+    home = str(paths.costattr_home())
+    under_home = isinstance(where, str) and (where == home or where.startswith(home.rstrip("/") + "/"))
+    fix = (f"costattr keeps its state in {home}: make it writable, or point COSTATTR_HOME at a writable "
+           "directory (COSTATTR_HOME=$HOME/.costattr costattr ...)") if under_home else \
+        "check the path's permissions and free space"
+    return f"cannot write {where}: {e.strerror or e}\n  hint: {fix}"
+
+
+_FIXABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+
+
+def _bug(argv: list[str] | None) -> int:
+    from costattr.logs import log_exception
+
+    where = log_exception("unexpected error")
+    click.echo(f"costattr: unexpected error: {redact(repr(sys.exc_info()[1]), *env_secrets())}", err=True)
+    if os.environ.get("COSTATTR_DEBUG") or "-v" in (argv or sys.argv) or "--verbose" in (argv or sys.argv):
+        traceback.print_exc()
+    # A log that could not be written says so rather than pointing at a file without the traceback.
+    trail = f"the traceback is in {where}" if where.error is None else f"{where.note}; run again with -v to see it"
+    click.echo(f"  this is a bug; {trail}", err=True)
+    return EXIT_BUG
 
 
 def verbose(ctx: click.Context | Any) -> bool:

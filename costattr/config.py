@@ -3,13 +3,17 @@ pyproject.toml there, else defaults. Every table is strict (unknown keys are err
 reported with its file and key instead of being silently ignored.
 
 Secrets never live here: the memory API key comes from COSTATTR_API_KEY or the OS keyring, because
-this file is committed.
+this file is committed. For the same reason a URL here may not carry a `user:password@` part,
+and where a URL here sends the user's records and key is the user's decision: the user's own
+trust file (`costattr trust`, below) says which repositories may choose a shared backend.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import tomllib
+from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -17,6 +21,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from costattr import paths, secrets
 from costattr.errors import ConfigError
 
 CONFIG_FILE = ".costattr.toml"
@@ -65,9 +70,44 @@ def _http_url(v: str | None) -> str | None:
     if v is None:
         return None
     v = v.strip().rstrip("/")
-    if not v.startswith(("https://", "http://")):
-        raise ValueError(f"expected an http(s) URL, got {v!r}")
+    problem = secrets.url_problem(v, allow_userinfo=False)
+    if problem:
+        # Never the value itself: a malformed URL may hold a password, and this message is printed.
+        raise ValueError(f"expected an http(s) URL, but {problem}")
     return v
+
+
+# Bounds for the memory API's settings: a typo (a timeout in milliseconds, a size in KiB) must be
+# an error, not a hook that waits ten minutes or refuses every answer.
+API_TIMEOUT_MAX_S = 300.0
+API_MAX_BYTES_MIN = 1024
+API_MAX_BYTES_MAX = 1 << 30  # 1 GiB
+
+
+def check_api_timeout(value: Any) -> float:
+    """Seconds for one whole memory-API operation: a number above 0, at most API_TIMEOUT_MAX_S."""
+    try:
+        if isinstance(value, bool):  # TOML `true` is not a number of seconds
+            raise ValueError
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, not {value!r}") from None
+    if not 0 < seconds <= API_TIMEOUT_MAX_S:  # also refuses nan and inf
+        raise ValueError(f"expected seconds above 0 and at most {API_TIMEOUT_MAX_S:g}, not {value!r}")
+    return seconds
+
+
+def check_api_max_bytes(value: Any) -> int:
+    """The largest memory-API answer accepted, in bytes."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a whole number of bytes, not {value!r}")
+    try:
+        size = int(value)
+    except ValueError:
+        raise ValueError(f"expected a whole number of bytes, not {value!r}") from None
+    if not API_MAX_BYTES_MIN <= size <= API_MAX_BYTES_MAX:
+        raise ValueError(f"expected bytes from {API_MAX_BYTES_MIN} to {API_MAX_BYTES_MAX} (1 GiB), not {value!r}")
+    return size
 
 
 class TrackerConfig(_Strict):
@@ -93,9 +133,21 @@ class LedgerConfig(_Strict):
     api_url: str | None = None
     api_user: str | None = None
     api_path: str = "agent-costs"
+    api_timeout: float | None = None  # seconds for one whole publish or read (COSTATTR_API_TIMEOUT)
+    api_max_bytes: int | None = None  # largest answer accepted (COSTATTR_API_MAX_BYTES)
     notes_ref: str = "refs/notes/costattr"
 
     _api_url = field_validator("api_url")(_http_url)
+
+    @field_validator("api_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v: Any) -> float | None:
+        return None if v is None else check_api_timeout(v)
+
+    @field_validator("api_max_bytes", mode="before")
+    @classmethod
+    def _max_bytes(cls, v: Any) -> int | None:
+        return None if v is None else check_api_max_bytes(v)
 
     @field_validator("notes_ref")
     @classmethod
@@ -312,3 +364,87 @@ def _apply_env(cfg: Config) -> Config:
     out = cfg.model_copy(update={"ledger": cfg.ledger.model_copy(update={"backend": backend})})
     out._source = cfg._source
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# trust: which repositories may choose where the user's records and key go
+#
+# Like git's safe.directory: the user's own file, never a repository's. An entry names a work
+# tree and a digest of what its config chose (URL without userinfo, user, file path), so a
+# config changed after the user trusted it (another URL, another user) is untrusted again.
+
+TRUST_FILE = "trust.toml"
+_TRUST_HEADER = (
+    "# costattr: repositories whose committed config may choose the memory API that receives this\n"
+    "# user's records and API key. Written by `costattr trust`; `costattr trust --revoke` removes one.\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    repo: str  # the work tree's real path
+    url: str  # without userinfo
+    user: str
+    path: str  # the memory file
+    fingerprint: str
+    since: str = ""
+
+
+def trust_path() -> Path:
+    return paths.user_config_dir() / TRUST_FILE
+
+
+def trust_fingerprint(repo: Path, url: str, user: str, api_path: str) -> str:
+    return secrets.fingerprint("trust-v1", os.path.realpath(repo), secrets.strip_userinfo(url), user, api_path)
+
+
+def trusted() -> list[Trust]:
+    """The user's trust entries; an unreadable file trusts nothing (and says why)."""
+    path = trust_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}", hint=f"fix or remove {path}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+        entries = doc.get("trusted", [])
+        names = [f.name for f in fields(Trust)]
+        return [Trust(**{k: str(e.get(k, "")) for k in names}) for e in entries]
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError, TypeError) as e:
+        raise ConfigError(f"{path} is not a trust file costattr can read ({type(e).__name__})",
+                          hint="fix it, or remove it and run `costattr trust` again where needed") from None
+
+
+def is_trusted(fingerprint: str) -> bool:
+    return any(t.fingerprint == fingerprint for t in trusted())
+
+
+def _write_trusted(entries: list[Trust]) -> None:
+    import tomli_w
+
+    from costattr.fsutil import atomic_write_bytes, private_dir
+
+    private_dir(trust_path().parent)
+    body = tomli_w.dumps({"trusted": [asdict(t) for t in entries]}) if entries else ""
+    atomic_write_bytes(trust_path(), (_TRUST_HEADER + body).encode("utf-8"))
+
+
+def add_trust(repo: Path, url: str, user: str, api_path: str) -> Trust:
+    entry = Trust(repo=os.path.realpath(repo), url=secrets.strip_userinfo(url), user=user, path=api_path,
+                  fingerprint=trust_fingerprint(repo, url, user, api_path),
+                  since=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    kept = [t for t in trusted() if t.fingerprint != entry.fingerprint]
+    _write_trusted([*kept, entry])
+    return entry
+
+
+def revoke_trust(repo: Path) -> list[Trust]:
+    """Forget every entry of `repo`; the entries removed."""
+    where = os.path.realpath(repo)
+    entries = trusted()
+    gone = [t for t in entries if t.repo == where]
+    if gone:
+        _write_trusted([t for t in entries if t.repo != where])
+    return gone

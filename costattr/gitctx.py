@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pygit2
 
+from costattr import secrets
 from costattr.errors import CostattrError, NotAGitRepo
 
 # Inherited by hooks; relative paths in them break any git run from another cwd (reference §3.4).
@@ -79,7 +80,7 @@ def discover(cwd: Path | None = None) -> GitContext:
     if author_name is None and author_email is None:
         author_name, author_email = _configured_identity(workdir)
     raw_url = _origin_url(repo)
-    host, slug = parse_remote(raw_url) if raw_url else (None, None)
+    host, slug = parse_remote(strip_userinfo(raw_url)) if raw_url else (None, None)  # a password may hold `/`
     return GitContext(
         workdir=workdir,
         git_dir=git_dir,
@@ -384,15 +385,7 @@ def _slug(host: str, path: str) -> str | None:
 def strip_userinfo(url: str) -> str:
     """The URL without `user[:password]@`: remotes like https://x-access-token:TOKEN@github.com/...
     carry secrets, and the SSH user (git@) says nothing about the repository."""
-    url = url.strip()
-    if "://" in url:
-        scheme, _, rest = url.partition("://")
-        authority, tail = _split_authority(rest)
-        return f"{scheme}://{authority.rpartition('@')[2]}{tail}"
-    m = _SCP_RE.match(url)
-    if m is not None and m["user"] is not None and len(m["host"]) > 1:
-        return f"{m['host']}:{m['path']}"
-    return url
+    return secrets.strip_userinfo(url)
 
 
 # ---------------------------------------------------------------------------------------------

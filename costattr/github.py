@@ -9,27 +9,43 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import requests
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException, UnknownObjectException
+from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from costattr.errors import CostattrError
 from costattr.pr_comment import MARKER
+from costattr.secrets import redact
 
 DEFAULT_API_URL = "https://api.github.com"
 TOKEN_VARS = ("GITHUB_TOKEN", "GH_TOKEN")
 PER_PAGE = 100  # GitHub's maximum: a busy PR's comments in as few requests as possible
-TIMEOUT_S = 20
+TIMEOUT_S = 20  # per connect / read; the deadline below bounds everything together
+DEADLINE_VAR = "COSTATTR_GITHUB_TIMEOUT"
+DEFAULT_DEADLINE_S = 30.0
+MAX_DEADLINE_S = 3600.0
+LOGIN_VAR = "COSTATTR_GITHUB_LOGIN"
+ACTIONS_BOT = "github-actions[bot]"  # who comments with the Actions GITHUB_TOKEN
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_T = TypeVar("_T")
 
 _SLUG = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _REMOTE = re.compile(r"(?:^|[:/])([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/*$")
@@ -145,11 +161,18 @@ def resolve_pr_number(explicit: int | None, env: Mapping[str, str]) -> int:
             f"the {env.get('GITHUB_EVENT_NAME') or 'triggering'} event names no pull request",
             hint="run the workflow `on: pull_request`, or pass --pr N",
         )
-    raise GitHubError("which pull request? pass --pr N", hint="in GitHub Actions the number is read from the event")
+    raise NoPullRequest(
+        "which pull request? pass --pr N",
+        hint="e.g. `costattr comment --pr 412`; in GitHub Actions (on: pull_request) the number is read from the event",
+    )
+
+
+class NoPullRequest(GitHubError):
+    """Neither --pr nor a GitHub Actions event: a usage problem to fix, not a GitHub failure."""
 
 
 # ------------------------------------------------------------------------------------------------
-# Talking to GitHub
+# Pull requests and comments
 
 
 @dataclass(frozen=True)
@@ -189,11 +212,12 @@ def same_body(a: str | None, b: str | None) -> bool:
     return norm(a) == norm(b)
 
 
-def _retry() -> Retry:
+def _retry(guard: _Guard) -> _DeadlineRetry:
     # PyGithub's default retry sleeps through rate limits (up to an hour: a hung CI job). Retry
     # only brief server hiccups on idempotent requests; POST is never retried (a second POST
-    # would be a second comment), and Retry-After is not obeyed.
-    return Retry(
+    # would be a second comment), and Retry-After is not obeyed. No retry starts, and no back-off
+    # sleeps, past the run's deadline.
+    retry = _DeadlineRetry(
         total=2,
         connect=2,
         read=1,
@@ -203,42 +227,305 @@ def _retry() -> Retry:
         respect_retry_after_header=False,
         raise_on_status=False,
     )
+    retry.guard = guard
+    return retry
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the token may go, and for how long
+
+
+def resolve_deadline(env: Mapping[str, str]) -> float:
+    """Seconds all of one run's GitHub calls may take together (COSTATTR_GITHUB_TIMEOUT)."""
+    raw = env.get(DEADLINE_VAR, "").strip()
+    if not raw:
+        return DEFAULT_DEADLINE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_DEADLINE_S):
+        raise GitHubError(
+            f"{DEADLINE_VAR} must be a number of seconds above 0 and at most {MAX_DEADLINE_S:g}, not {raw!r}",
+            hint=f"unset it for the default ({DEFAULT_DEADLINE_S:g} s), or set e.g. {DEADLINE_VAR}=60",
+        )
+    return value
+
+
+def resolve_login(env: Mapping[str, str]) -> str | None:
+    """COSTATTR_GITHUB_LOGIN: the account the token comments as, when GitHub cannot say (a GitHub
+    App's installation token: `my-app[bot]`)."""
+    return env.get(LOGIN_VAR, "").strip() or None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in; never the userinfo."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _show(url: str, *, path: bool = False) -> str:
+    """scheme://host[:port] (and the path when asked) of a URL, for a message: no userinfo, no query."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}" + (parts.path.rstrip("/") if path else "")
+
+
+class _Deadline:
+    """The seconds one run's GitHub calls share: the clock runs while a call is in progress (not
+    while the ledger is read in between), and every request, retry and back-off is cut at it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.cancelled = False  # set when a call was given up: its thread may send nothing more
+        self._spent = 0.0
+        self._since: float | None = None
+
+    def start(self) -> None:
+        self._since = time.monotonic()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self._spent += time.monotonic() - self._since
+            self._since = None
+
+    def remaining(self) -> float:
+        running = time.monotonic() - self._since if self._since is not None else 0.0
+        return self.seconds - self._spent - running
+
+
+class _Guard:
+    """What every request PyGithub makes for us goes through (see `_install_guard`): the token is
+    sent only to the origin of GITHUB_API_URL, redirects to another host are refused, and nothing
+    is sent or waited for past the deadline."""
+
+    def __init__(self, api_url: str, deadline: _Deadline, client: GitHubClient) -> None:
+        self.api_url = api_url
+        self.api_origin = _origin(api_url)
+        self.api_prefix = urllib.parse.urlsplit(api_url).path.rstrip("/")
+        self.deadline = deadline
+        self._client = client
+
+    def check_time(self) -> float:
+        """The seconds left; raises the deadline error when there are none."""
+        left = self.deadline.remaining()
+        if self.deadline.cancelled or left <= 0:
+            raise self._client.timed_out()
+        return left
+
+    def clamp(self, timeout: Any) -> tuple[float, float]:
+        """A requests timeout no longer than what is left of the deadline."""
+        left = self.check_time()
+        if isinstance(timeout, tuple):
+            connect, read = timeout
+        else:
+            connect = read = timeout
+        return min(connect or left, left), min(read or left, left)
+
+    def check_url(self, url: str) -> None:
+        """A URL PyGithub is about to request: a path, or an absolute URL that GitHub handed back
+        (a pagination link, an object's `url`), which must be on the API itself."""
+        if url.startswith("/"):
+            return
+        path = urllib.parse.urlsplit(url).path
+        on_api = path == self.api_prefix or path.startswith(self.api_prefix + "/") or not self.api_prefix
+        if _origin(url) != self.api_origin or not on_api:
+            raise self._off_host(url)
+
+    def before_send(self, url: str) -> None:
+        """The last word before bytes leave: the API's origin only, and only in time."""
+        self.check_time()
+        if _origin(url) != self.api_origin:
+            raise self._off_host(url)
+
+    def check_redirect(self, method: str, url: str, status: int, target: str) -> None:
+        if _origin(target) != self.api_origin:
+            path = urllib.parse.urlsplit(url).path
+            raise GitHubError(
+                f"the GitHub API redirected {method} {path} ({status}) to {_show(target)}, another host: not "
+                "followed, so the token is not sent there",
+                hint="set GITHUB_API_URL to the API root that answers without redirecting (github.com: unset it; "
+                "GitHub Enterprise Server: https://HOST/api/v3)",
+            )
+
+    def _off_host(self, url: str) -> GitHubError:
+        return GitHubError(
+            f"GitHub's answer pointed costattr at {_show(url, path=_origin(url) == self.api_origin)}, which is "
+            f"not the GitHub API at {_show(self.api_url, path=True)} (GITHUB_API_URL), while "
+            f"{self._client.doing}: refused, so the token is not sent there",
+            hint="GITHUB_API_URL must be the API root the server itself links to (GitHub Enterprise Server: "
+            "https://HOST/api/v3); a proxy that rewrites GitHub's links to another host is misconfigured",
+        )
+
+
+class _DeadlineRetry(Retry):
+    """urllib3's Retry, which starts no retry and sleeps no back-off past the run's deadline."""
+
+    guard: _Guard | None = None
+
+    def new(self, **kw: Any) -> _DeadlineRetry:
+        retry = super().new(**kw)
+        retry.guard = self.guard
+        return retry
+
+    def increment(self, *args: Any, **kwargs: Any) -> _DeadlineRetry:
+        if self.guard is not None:
+            self.guard.check_time()
+        return super().increment(*args, **kwargs)  # type: ignore[return-value]
+
+    def get_backoff_time(self) -> float:
+        wait = super().get_backoff_time()
+        return max(0.0, min(wait, self.guard.deadline.remaining())) if self.guard is not None else wait
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter for every connection PyGithub opens for us: each request is checked by
+    the guard before it is sent, its timeouts are cut to the deadline, and redirects are followed
+    here, on the API's own origin only (PyGithub would follow only a 301, and take any other 3xx
+    answer for data)."""
+
+    def __init__(self, guard: _Guard, **kwargs: Any) -> None:
+        self._guard = guard
+        super().__init__(**kwargs)
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: bool | str = True, cert: Any = None,
+             proxies: Mapping[str, str] | None = None) -> requests.Response:
+        method, first = request.method or "GET", request.url or ""
+        for _ in range(MAX_REDIRECTS + 1):
+            self._guard.before_send(request.url or "")
+            response = super().send(request, stream=stream, timeout=self._guard.clamp(timeout), verify=verify,
+                                    cert=cert, proxies=proxies)
+            location = response.headers.get("location")
+            if response.status_code not in _REDIRECT_STATUSES or not location:
+                return response
+            target = urllib.parse.urljoin(request.url or "", location)
+            self._guard.check_redirect(request.method or "GET", request.url or "", response.status_code, target)
+            response.close()
+            request = request.copy()
+            if response.status_code == 303 and request.method != "HEAD":
+                request.method, request.body = "GET", None
+                for header in ("Content-Length", "Content-Type"):
+                    request.headers.pop(header, None)
+            request.prepare_url(target, None)
+        raise GitHubError(
+            f"the GitHub API redirected {method} {urllib.parse.urlsplit(first).path} more than {MAX_REDIRECTS} times",
+            hint="check GITHUB_API_URL; the server may be misconfigured",
+        )
+
+
+def _guarded_connection_classes(guard: _Guard) -> tuple[type[Any], type[Any]]:
+    def mount(cnx: Any) -> None:
+        cnx.adapter = _GuardedAdapter(guard, max_retries=cnx.retry, pool_connections=cnx.pool_size,
+                                      pool_maxsize=cnx.pool_size)
+        for prefix in ("http://", "https://"):  # a Session mounts both: neither is left unguarded
+            cnx.session.mount(prefix, cnx.adapter)
+
+    class GuardedHTTP(HTTPRequestsConnectionClass):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            mount(self)
+
+    class GuardedHTTPS(HTTPSRequestsConnectionClass):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            mount(self)
+
+    return GuardedHTTP, GuardedHTTPS
+
+
+_REQUESTER_SLOTS = ("_Requester__connectionClass", "_Requester__httpConnectionClass",
+                    "_Requester__httpsConnectionClass", "_Requester__connection")
+
+
+def _install_guard(gh: Github, guard: _Guard) -> None:
+    """Route every connection of this client (PyGithub opens one per origin, lazily) through the
+    guard, and check each absolute URL before PyGithub uses it. PyGithub has no public hook for
+    its transport, so this sets its connection classes on this Requester only; a PyGithub whose
+    Requester is built differently is refused rather than used unguarded."""
+    requester = gh.requester
+    if not all(hasattr(requester, slot) for slot in _REQUESTER_SLOTS) or requester._Requester__connection is not None:
+        raise GitHubError(
+            "this version of PyGithub cannot be used safely: costattr could not check where it sends the token",
+            hint="install a PyGithub 2.x release: pip install 'PyGithub>=2.3,<3'",
+        )
+    http_class, https_class = _guarded_connection_classes(guard)
+    requester._Requester__httpConnectionClass = http_class
+    requester._Requester__httpsConnectionClass = https_class
+    requester._Requester__connectionClass = https_class if guard.api_origin[0] == "https" else http_class
+    request_json = requester.requestJsonAndCheck
+
+    def checked(verb: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        guard.check_url(url)
+        return request_json(verb, url, *args, **kwargs)
+
+    requester.requestJsonAndCheck = checked  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------------------------
+# Talking to GitHub
 
 
 class GitHubClient:
-    """The few GitHub calls the comment bot makes. Errors come out as GitHubError."""
+    """The few GitHub calls the comment bot makes. Errors come out as GitHubError.
 
-    def __init__(self, token: str, api_url: str = DEFAULT_API_URL, *, token_var: str = "GITHUB_TOKEN") -> None:
+    All calls of one client share one deadline (`deadline_s`, COSTATTR_GITHUB_TIMEOUT), PyGithub's
+    retries and waits included: each call runs in a worker thread that is given up when the time
+    is over (a server that drips one byte a second defeats any per-read timeout), and a thread
+    given up can send nothing more."""
+
+    def __init__(self, token: str, api_url: str = DEFAULT_API_URL, *, token_var: str = "GITHUB_TOKEN",
+                 deadline_s: float = DEFAULT_DEADLINE_S, login: str | None = None) -> None:
         self._secret = token  # only for scrubbing messages
         self.api_url = api_url
         self.token_var = token_var
+        self.doing = "talking to GitHub"  # what the current call is doing, for messages
+        self._writing = False
+        self._deadline = _Deadline(deadline_s)
+        self._guard = _Guard(api_url, self._deadline, self)
         self._gh = Github(
             auth=Auth.Token(token),
             base_url=api_url,
             timeout=TIMEOUT_S,
             per_page=PER_PAGE,
-            retry=_retry(),
+            retry=_retry(self._guard),
             seconds_between_requests=None,  # a handful of serial requests: no throttle needed
         )
-        self._viewer: str | None | bool = False  # False: not asked yet
+        _install_guard(self._gh, self._guard)
+        self._login = login  # the account the token comments as; None: ask GitHub when needed
 
     def __repr__(self) -> str:
         return f"GitHubClient(api_url={self.api_url!r}, token=<from {self.token_var}>)"
 
     def close(self) -> None:
+        self._deadline.cancelled = True
         self._gh.close()
 
     @contextmanager
     def _calling(self, doing: str, *, repo: str, pr: int | None = None, stage: str) -> Iterator[None]:
+        self.doing, self._writing = doing, stage == "write"
         try:
             yield
+        except GitHubError as e:  # the guard's refusals and the deadline
+            raise self._scrubbed(e) from None
         except GithubException as e:
             err = github_error(e, doing=doing, repo=repo, pr=pr, stage=stage, token_var=self.token_var)
             raise self._scrubbed(err) from None
         except requests.exceptions.RequestException as e:
             raise self._scrubbed(
                 GitHubError(
-                    f"could not reach the GitHub API at {self.api_url} while {doing} ({type(e).__name__})",
+                    f"could not reach the GitHub API at {_show(self.api_url, path=True)} while {doing} "
+                    f"({type(e).__name__})",
                     hint="check GITHUB_API_URL and the network; on GitHub Enterprise Server use https://HOST/api/v3",
                 )
             ) from None
@@ -249,7 +536,51 @@ class GitHubClient:
         err.args = (err.message,)
         return err
 
+    def timed_out(self) -> GitHubError:
+        seconds = f"{self._deadline.seconds:g}"
+        message = f"GitHub did not answer within {seconds} s ({DEADLINE_VAR}) while {self.doing}"
+        if self._writing:
+            message += "; the comment may have been posted (the next run updates it in place, never a second one)"
+        return self._scrubbed(GitHubError(
+            message,
+            hint=f"the API at {_show(self.api_url, path=True)} is slow or not answering: re-run the job, or allow "
+            f"longer with {DEADLINE_VAR}=SECONDS (default {DEFAULT_DEADLINE_S:g})",
+        ))
+
+    def _bounded(self, work: Callable[[], _T]) -> _T:
+        """`work()` in a worker thread, given what is left of the deadline."""
+        left = self._guard.check_time()
+        done: list[_T] = []
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                done.append(work())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                failed.append(e)
+
+        worker = threading.Thread(target=run, name="costattr-github", daemon=True)
+        self._deadline.start()
+        try:
+            worker.start()
+            worker.join(left)
+        except BaseException:
+            self._deadline.cancelled = True
+            raise
+        finally:
+            self._deadline.stop()
+        if worker.is_alive():
+            self._deadline.cancelled = True  # whatever it is waiting for, it sends nothing more
+            raise self.timed_out()
+        if failed:
+            raise failed[0]
+        return done[0]
+
     def pull_request(self, repo: str, number: int) -> PullRequestInfo:
+        self.doing = "reading the repository"
+        return self._bounded(lambda: self._pull_request(repo, number))
+
+    def _pull_request(self, repo: str, number: int) -> PullRequestInfo:
         with self._calling("reading the repository", repo=repo, stage="repo"):
             gh_repo = self._gh.get_repo(repo)
         with self._calling(f"reading pull request #{number}", repo=repo, pr=number, stage="pull"):
@@ -260,40 +591,47 @@ class GitHubClient:
             shas = tuple(c.sha for c in pr.get_commits())
         return PullRequestInfo(repo, number, info_head, info_base, head_repo, shas, html_url, pr)
 
-    def viewer_login(self) -> str | None:
-        """The token's own login, or None when the token cannot say (an Actions or App token gets
-        403 on GET /user: its comments are by a Bot account anyway)."""
-        if self._viewer is False:
-            try:
-                self._viewer = self._gh.get_user().login
-            except (GithubException, requests.exceptions.RequestException):
-                self._viewer = None
-        return self._viewer  # type: ignore[return-value]
+    def login(self, repo: str) -> str:
+        """The account the token comments as: GET /user for a user's token; for an integration's
+        token, which GitHub refuses to answer ("Resource not accessible by integration"), the
+        Actions bot, `github-actions[bot]` (a GitHub App's token: name it with COSTATTR_GITHUB_LOGIN)."""
+        if self._login is None:
+            with self._calling("finding out which account the token comments as (GET /user)", repo=repo,
+                               stage="user"):
+                try:
+                    self._login = str(self._gh.get_user().login)
+                except GithubException as e:
+                    if not _is_integration_token(e):
+                        raise
+                    self._login = ACTIONS_BOT
+        return self._login
 
-    def is_ours(self, comment: Any) -> bool:
-        """Marker AND an author we speak for: a Bot (github-actions[bot], an App) or the token's
-        own user. A person quoting or copying our marker is never overwritten."""
+    def is_ours(self, comment: Any, repo: str) -> bool:
+        """Marker AND written by the token's own account. Another bot's comment (renovate[bot]
+        copying the marker) or a person's is never ours."""
         if not is_marked(comment.body):
             return False
         user = comment.user
-        if user is None:
+        if user is None or not user.login:
             return False
-        if (user.type or "") == "Bot":
-            return True
-        login = self.viewer_login()
-        return login is not None and user.login == login
+        return str(user.login).casefold() == self.login(repo).casefold()
 
     def find_comment(self, info: PullRequestInfo) -> Any | None:
         doing = f"listing the comments of pull request #{info.number}"
         with self._calling(doing, repo=info.repo, pr=info.number, stage="pull"):
             for comment in info.handle.get_issue_comments():  # PaginatedList: walks every page
-                if self.is_ours(comment):
+                if self.is_ours(comment, info.repo):
                     return comment
+                self.doing = doing  # is_ours may have asked GET /user
         return None
 
     def upsert_comment(self, info: PullRequestInfo, body: str, *, create: bool = True) -> UpsertResult:
         """Edit our comment in place when its body changed, create it when there is none (and
         `create`), and leave every other comment alone."""
+        self.doing = f"listing the comments of pull request #{info.number}"
+        return self._bounded(lambda: self._upsert(info, body, create))
+
+    def _upsert(self, info: PullRequestInfo, body: str, create: bool) -> UpsertResult:
         existing = self.find_comment(info)
         if existing is not None:
             if same_body(existing.body, body):
@@ -314,7 +652,7 @@ class GitHubClient:
 
 
 def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
+    return redact(text, secret, mask="***")
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
@@ -349,6 +687,11 @@ def _is_rate_limited(e: GithubException) -> bool:
     return e.status == 429 or "rate limit" in _server_message(e).lower()
 
 
+def _is_integration_token(e: GithubException) -> bool:
+    """GET /user refused as it is to the Actions GITHUB_TOKEN and GitHub Apps' installation tokens."""
+    return e.status == 403 and not _is_rate_limited(e) and "not accessible by integration" in _server_message(e).lower()
+
+
 def github_error(
     e: GithubException, *, doing: str, repo: str, pr: int | None, stage: str, token_var: str
 ) -> GitHubError:
@@ -369,6 +712,13 @@ def github_error(
         return GitHubError(
             f"GitHub API rate limit exceeded while {doing}; {when}",
             hint="re-run the job after that; the comment is updated on the next push anyway",
+        )
+    if stage == "user":
+        return GitHubError(
+            f"could not tell which account the token in {token_var} comments as: GET /user answered {status}{said}",
+            hint="costattr edits only a comment written by the token's own account, so it must know which that "
+            "is: use the Actions GITHUB_TOKEN or a personal token (both can say), or name the account in "
+            f"{LOGIN_VAR} (a GitHub App: {LOGIN_VAR}='my-app[bot]')",
         )
     if status == 403:
         if stage == "write":

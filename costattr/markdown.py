@@ -33,6 +33,7 @@ _ENTITIES = {
 _ZWSP = "\u200b"
 _NEUTRALISE = {"@": "@" + _ZWSP, "#": "#" + _ZWSP}
 _ESCAPE_TABLE = str.maketrans({**_ENTITIES, **_NEUTRALISE})
+_ESCAPE_TABLE_NO_MENTIONS = str.maketrans(_ENTITIES)
 # Line breaks (incl. U+2028/2029/0085) and other control characters would end a table row or a
 # paragraph; bidi overrides and other format characters could make the text display as something
 # it is not ("trojan source"). All become one space.
@@ -45,14 +46,16 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
-def md_escape(text: object, limit: int | None = None) -> str:
+def md_escape(text: object, limit: int | None = None, *, mentions: bool = True) -> str:
     """Untrusted text made inert in GitHub Markdown: one line, no markup, no HTML, no mentions.
 
     Safe inside a table cell, a link label, a heading or a <summary>. Not for code spans, where
-    nothing can be escaped: see `code_or_text`.
+    nothing can be escaped: see `code_or_text`. `mentions=False` leaves `@` and `#` alone: for
+    Markdown written to a file (a report), where a zero-width space would only corrupt `#42`;
+    the PR comment, which the bot posts, keeps them neutralised.
     """
     s = _UNSAFE_CHARS.sub(" ", str(text))
     s = _SPACES.sub(" ", s).strip()
     if limit is not None:
         s = clip(s, limit)
-    return s.translate(_ESCAPE_TABLE)
+    return s.translate(_ESCAPE_TABLE if mentions else _ESCAPE_TABLE_NO_MENTIONS)

@@ -47,12 +47,17 @@ def note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def fmt_usd(value: Decimal, estimated: bool = False, places: int = 2) -> str:
-    """Money for people: cents from $1 up, four decimals below; `~` = estimated."""
+def fmt_usd(value: Decimal, estimated: bool = False, *, precise: bool = False) -> str:
+    """Money for people, the one rule for tables, Markdown and the PR comment: cents
+    (`$13.96`, `$1,234.57`), and four decimals for a non-zero amount below one cent (`$0.0041`),
+    so small spend never reads as nothing. `~` marks an estimate. `precise` (a sentence comparing
+    two amounts, like a budget warning) keeps four decimals below $1, so "$0.0136 over its
+    $0.0100 budget" never reads "$0.01 over its $0.01". Machine formats (JSON, CSV) carry the
+    exact amount."""
     prefix = "~" if estimated else ""
-    if value != 0 and abs(value) < 1:
+    if value != 0 and abs(value) < (Decimal(1) if precise else Decimal("0.01")):
         return f"{prefix}${value:.4f}"
-    return f"{prefix}${value:,.{places}f}"
+    return f"{prefix}${value:,.2f}"
 
 
 UNPRICED_NAMES_SHOWN = 5  # a long tail of unknown models is summarised, not listed
@@ -60,14 +65,19 @@ UNPRICED_NAMES_SHOWN = 5  # a long tail of unknown models is summarised, not lis
 
 def unpriced_note(requests: int, models: Mapping[str, int] | None = None) -> str:
     """What is said wherever unpriced requests are counted, naming the models when known:
-    `+? 3 request(s) of unknown models are not priced: foo (2), bar (1)`."""
-    text = f"+? {requests} request(s) of unknown models are not priced"
+    `+? 3 requests of unknown models are not priced: foo (2), bar (1)`."""
+    text = f"+? {plural(requests, 'request')} of unknown models {'is' if requests == 1 else 'are'} not priced"
     if models:
         ranked = sorted(models.items(), key=lambda kv: (-kv[1], kv[0]))
         names = ", ".join(f"{printable(m)} ({n})" for m, n in ranked[:UNPRICED_NAMES_SHOWN])
         more = len(ranked) - UNPRICED_NAMES_SHOWN
         text += f": {names}" + (f" and {more} more" if more > 0 else "")
     return text
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """`1 entry`, `4 entries`: the one pluraliser."""
+    return f"{n:,} {one}" if n == 1 else f"{n:,} {many or one + 's'}"
 
 
 def printable(text: str) -> str:

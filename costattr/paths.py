@@ -1,7 +1,8 @@
 """Where transcripts live and where costattr keeps its own state.
 
 One environment variable, COSTATTR_HOME, moves all of costattr's state (ledger, cursors, cache,
-logs), as LLM_USER_PATH does for simonw/llm.
+logs), as LLM_USER_PATH does for simonw/llm, and the user's own settings with it (the repositories
+trusted to choose a shared backend): a second COSTATTR_HOME is a second, separate costattr.
 """
 
 from __future__ import annotations
@@ -17,6 +18,24 @@ def costattr_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("costattr", appauthor=False))
+
+
+def user_config_dir() -> Path:
+    """Where the user's own settings live (never a repository's): COSTATTR_HOME when it is set,
+    else the platform's config directory (~/.config/costattr on Linux)."""
+    env = os.environ.get("COSTATTR_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("costattr", appauthor=False))
+
+
+def is_state_path(path: Path) -> bool:
+    """Whether `path` is COSTATTR_HOME or inside it (its files are private to the user)."""
+    home = os.path.abspath(costattr_home())
+    where = os.path.abspath(path)
+    return where == home or where.startswith(home.rstrip(os.sep) + os.sep)
 
 
 def _split_list(value: str) -> list[Path]:

@@ -19,8 +19,9 @@ def priced_scan(
     mode: CostMode = "auto",
     discount: Decimal = Decimal(0),
     progress: ProgressFn | None = None,
+    use_cache: bool = True,
 ) -> tuple[ScanResult, PriceTable]:
-    result = scan(tools, cwd_filter=cwd_filter, progress=progress)
+    result = scan(tools, cwd_filter=cwd_filter, progress=progress, use_cache=use_cache)
     table = load_table()
     price_events(result.events, table, mode, discount)
     return result, table

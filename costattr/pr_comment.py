@@ -5,8 +5,12 @@ Two steps, both plain functions over ledger data:
 * `select_pr_spend` picks the visible spend records that belong to PR N: linked to N, made on the
   PR's head branch, or attributed to one of the PR's commits (after rewrites). Each counts once.
 * `render_comment` turns them into the comment body: total and cache hit rate first, linked
-  issues, a per-session table, per-commit and per-model tables folded in <details>, and a footer
-  saying how much is estimated vs authoritative, unpriced and unattributed.
+  issues, the budgets the PR's spend counts against (`budget_status`), a per-session table,
+  per-commit and per-model tables folded in <details>, and a footer saying how much is estimated
+  vs authoritative, unpriced and unattributed.
+
+`RepoScope` says which repositories' records are candidates at all: inside a repository, only
+that repository's (and the PR's own repositories on GitHub).
 
 Everything that came from a developer's machine (branch names, commit messages, model names,
 session ids, issue keys) is untrusted text in a comment the bot signs: it goes through
@@ -21,18 +25,21 @@ import re
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from decimal import Decimal
 
 from costattr.ledger.records import AnyRecord, LinkRecord
 from costattr.ledger.view import Spend
 from costattr.markdown import md_escape
 from costattr.models import Tokens
+from costattr.report import rollup as _rollup
 
 MARKER = "<!-- costattr:pr-cost v1 -->"
 GITHUB_BODY_LIMIT = 65_536  # GitHub answers 422 "Body is too long" above this
 MAX_BODY_CHARS = 60_000  # our cap, with room to spare (the changesets action uses the same)
 
 IssueUrl = Callable[[str], "str | None"]
+BudgetFor = Callable[[str, str], "Decimal | None"]  # (grouping, key) -> budget: report.budget.budget_lookup
 
 TOOL_NAMES = {"claude": "Claude Code", "codex": "Codex"}
 
@@ -46,6 +53,8 @@ MESSAGE_CHARS = 120
 MODEL_CHARS = 60
 ISSUE_CHARS = 40
 MODELS_PER_SESSION = 3
+PERIODS_OVER_SHOWN = 5  # per kind of period; the rest are counted
+BUDGET_ISSUES_SHOWN = 10
 
 
 # ------------------------------------------------------------------------------------------------
@@ -137,6 +146,49 @@ def _repo_matches(record_repo: str, wanted: set[str]) -> bool:
 
 def _slugs(repos: Iterable[str]) -> set[str]:
     return {s for s in (repo_slug(r) for r in repos) if s}
+
+
+def _repo_key(repo: str) -> str:
+    # GitHub's owner/name (and a remote URL) are case-insensitive; a work tree's path is not.
+    return repo if repo.startswith("path:") else repo.casefold()
+
+
+class RepoScope:
+    """Which repositories' records can be the PR's at all.
+
+    Inside a repository (`here`: its `GitContext.repo_id`) a record counts only when its `repo` is
+    that repository, or one of `repos` (the PR's base and head repository on GitHub, or the one
+    named by --repo): the local ledger holds every repository of the machine, and PR numbers and
+    branch names repeat across them. Outside one (CI without a checkout) nothing is known of the
+    records' own repository: a record naming another hosted repository than `repos` is left out,
+    the rest are kept (hiding spend is worse than showing it), and without `repos` all are kept.
+    """
+
+    def __init__(self, here: str | None, repos: Iterable[str] = ()) -> None:
+        self.here = here
+        self.repos = tuple(r for r in repos if r)
+        self._ids = {_repo_key(r) for r in (here, *self.repos) if r}
+        self._slugs = _slugs(self.repos)
+
+    def keeps(self, repo: str) -> bool:
+        if self.here is not None:
+            return _repo_key(repo) in self._ids
+        return not self._slugs or _repo_matches(repo, self._slugs)
+
+    def select(self, records: Iterable[AnyRecord]) -> tuple[list[AnyRecord], int]:
+        """The records in scope, and how many were left out."""
+        kept: list[AnyRecord] = []
+        out = 0
+        for r in records:
+            if self.keeps(r.repo):
+                kept.append(r)
+            else:
+                out += 1
+        return kept, out
+
+    def describe(self) -> str:
+        names = sorted({r.removeprefix("path:") for r in (self.here, *self.repos) if r}, key=str.casefold)
+        return " and ".join(names) if names else "every repository"
 
 
 def select_pr_spend(
@@ -313,6 +365,119 @@ def summarise(selected: Sequence[Spend], unattributed: Sequence[Spend] = ()) -> 
 
 
 # ------------------------------------------------------------------------------------------------
+# Budgets
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    """One budget the PR's spend counts against, and what has been spent against it.
+
+    kind: issue | branch | day | week | month; key: the issue key, the branch, or the period
+    (`2026-01-05`, `2026-01-05 (W02)`, `2026-01`). `busiest_of`: for a period within its budget,
+    the number of periods the PR spent in (this line is the busiest of them); `more_over`: periods
+    over budget not listed."""
+
+    kind: str
+    key: str
+    spent: Decimal
+    budget: Decimal
+    busiest_of: int = 0
+    more_over: int = 0
+
+    @property
+    def over(self) -> bool:
+        return self.spent > self.budget
+
+
+def budget_status(selected: Sequence[Spend], scope: Sequence[Spend], budget_for: BudgetFor, *,
+                  head_branch: str | None = None, base_branch: str | None = None) -> list[BudgetLine]:
+    """The configured budgets (`[budgets]`) the PR's spend counts against, as `costattr report`
+    compares them: each of the PR's issues against all the spend filed under that issue, the head
+    branch against all the spend on that branch, and the days / weeks / months (UTC) in which the PR
+    spent against all the spend of that period. `scope` is every visible spend record in the PR's
+    repository scope (see RepoScope). Periods over budget are all listed (the first few, then a
+    count); when none is over, the busiest period stands for them. No budget set: no lines."""
+    lines: list[BudgetLine] = []
+    if not selected:
+        return lines
+    issues: list[str] = []
+    for spend in selected:
+        for key in (spend.issue, *spend.related):
+            if key and key.upper() not in (k.upper() for k in issues):
+                issues.append(key)
+    budgeted = [(key, b) for key in issues if (b := budget_for("issue", key)) is not None]
+    if budgeted:
+        spent: dict[str, Decimal] = {}
+        for spend in scope:
+            if spend.issue:
+                spent[spend.issue.upper()] = spent.get(spend.issue.upper(), Decimal(0)) + spend.record.cost
+        lines += [BudgetLine("issue", key, spent.get(key.upper(), Decimal(0)), b)
+                  for key, b in budgeted[:BUDGET_ISSUES_SHOWN]]
+    branch = head_branch if head_branch and head_branch != base_branch else None
+    if branch is not None and (b := budget_for("branch", branch)) is not None:
+        on_branch = sum((s.record.cost for s in scope if s.branch == branch), Decimal(0))
+        lines.append(BudgetLine("branch", branch, on_branch, b))
+    utc = _rollup.Filters(tz=UTC)
+    for by in ("day", "week", "month"):
+        if budget_for(by, "") is None:
+            continue
+        touched = {row.key for row in _rollup.rollup(selected, by, utc).rows}
+        periods = [row for row in _rollup.rollup(scope, by, utc, budget_for).rows if row.key in touched]
+        over = sorted((row for row in periods if row.over_budget), key=lambda row: row.key)
+        if over:
+            shown = over[:PERIODS_OVER_SHOWN]
+            lines += [BudgetLine(by, row.key, row.cost, row.budget or Decimal(0),
+                                 more_over=len(over) - len(shown) if i == len(shown) - 1 else 0)
+                      for i, row in enumerate(shown)]
+        elif periods:
+            busiest = max(periods, key=lambda row: (row.cost, row.key))
+            lines.append(BudgetLine(by, busiest.key, busiest.cost, busiest.budget or Decimal(0),
+                                    busiest_of=len(periods)))
+    return lines
+
+
+_PERIOD_NOUN = {"day": "day", "week": "week", "month": "month"}
+_PERIOD_KEY = re.compile(r"[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?(?: \(W[0-9]{2}\))?")
+
+
+def _budget_label(line: BudgetLine, issue_url: IssueUrl | None) -> str:
+    if line.kind == "issue":
+        return f"Issue {issue_link(line.key, issue_url)}, all its spend"
+    if line.kind == "branch":
+        return f"Branch {md_escape(line.key, BRANCH_CHARS)}, all its spend"
+    noun = _PERIOD_NOUN[line.kind]
+    key = line.key if _PERIOD_KEY.fullmatch(line.key) else md_escape(line.key, 40)  # ours: dates
+    period = f"{noun.capitalize()} {key} UTC"
+    if line.busiest_of > 1:
+        return f"{period}, all spend that {noun} (the busiest of the {line.busiest_of} {noun}s this PR spent in)"
+    return f"{period}, all spend that {noun}"
+
+
+def _budget_status_cell(line: BudgetLine) -> str:
+    if line.over:
+        return f"⚠️ **over** by {usd(line.spent - line.budget)}"
+    if line.budget > 0:
+        return f"within ({line.spent / line.budget:.0%})"
+    return "within"
+
+
+def _budget_section(lines: Sequence[BudgetLine], issue_url: IssueUrl | None) -> list[str]:
+    if not lines:
+        return []
+    over = sum(1 for line in lines if line.over) + sum(line.more_over for line in lines)
+    total = len(lines) + sum(line.more_over for line in lines)
+    verdict = f"⚠️ {over} of {total} over" if over else "all within"
+    out = [f"**Budgets** (`[budgets]` in the repository's costattr config) · {verdict}", ""]
+    out += ["| Budget | Spent | Limit | Status |", "|---|--:|--:|---|"]
+    out += [f"| {_budget_label(line, issue_url)} | {usd(line.spent)} | {usd(line.budget)} | "
+            f"{_budget_status_cell(line)} |" for line in lines]
+    more = [f"{line.more_over:,} more {_PERIOD_NOUN[line.kind]}s over budget" for line in lines if line.more_over]
+    if more:
+        out += ["", "_…and " + ", ".join(more) + " (`costattr report --by day|week|month` lists them)._"]
+    return out + [""]
+
+
+# ------------------------------------------------------------------------------------------------
 # Formatting
 
 
@@ -412,6 +577,7 @@ class _Context:
     head_branch: str | None
     price_table_date: str | None
     issue_url: IssueUrl | None
+    budgets: Sequence[BudgetLine] = ()
 
 
 def _assemble(spend: PrSpend, ctx: _Context, limits: Mapping[str, int]) -> str:
@@ -442,6 +608,7 @@ def _assemble(spend: PrSpend, ctx: _Context, limits: Mapping[str, int]) -> str:
         out.append("")
         out.append(f"{label}: " + ", ".join(shown) + (f" and {more:,} more" if more > 0 else ""))
     out.append("")
+    out += _budget_section(ctx.budgets, ctx.issue_url)
     out += _table(
         ("Session", "Tool", "Models", "Commits", "Cost"), "lllrr", _session_rows(spend), limits["sessions"], "session"
     )
@@ -517,6 +684,7 @@ def render_comment(
     price_table_date: str | None = None,
     issue_url: IssueUrl | None = None,
     unattributed: Sequence[Spend] = (),
+    budgets: Sequence[BudgetLine] = (),
     max_chars: int = MAX_BODY_CHARS,
     limits: Mapping[str, int] | None = None,
 ) -> str:
@@ -524,11 +692,11 @@ def render_comment(
 
     `issue_url` maps an issue key to its tracker URL (None: no link); `price_table_date` is the
     date of the price table the estimates use; `unattributed` is the PR's sessions' branchless
-    spend (see `unattributed_spend`). Tables that do not fit are cut, saying how many rows
-    were left out.
+    spend (see `unattributed_spend`); `budgets` the budget lines to show (see `budget_status`).
+    Tables that do not fit are cut, saying how many rows were left out.
     """
     spend = summarise(selected, unattributed)
-    ctx = _Context(pr_number, head_branch, price_table_date, issue_url)
+    ctx = _Context(pr_number, head_branch, price_table_date, issue_url, tuple(budgets))
     current = dict(DEFAULT_LIMITS)
     current.update(limits or {})
     sizes = {

@@ -25,6 +25,7 @@ from pathlib import Path
 from costattr import issue_keys
 from costattr.attribution import Attribution, CommitPoint, Where, attribute, base_cutoff, merge_parts, moment
 from costattr.config import Config
+from costattr.errors import CostattrError
 from costattr.gitctx import GitContext, is_inside
 from costattr.ledger.records import (
     DETACHED,
@@ -41,6 +42,7 @@ from costattr.ledger.records import (
 )
 from costattr.ledger.store import LocalStore, Transaction, key_hash, set_digest
 from costattr.models import PrLink, SessionCost, Tokens, UsageEvent
+from costattr.output import plural
 from costattr.pipeline import priced_scan
 
 CACHE_NOTICE_PREFIX = "the scan cache was unreadable"
@@ -197,6 +199,8 @@ class WorkTreeScan:
     skipped_lines: int
     pr_links: list[PrLink] = field(default_factory=list)
     session_costs: dict[str, SessionCost] = field(default_factory=dict)
+    transcript_files: int = 0  # every transcript file found, whatever its cwd
+    looked_in: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def session_events(git: GitContext, cfg: Config, session: str | None = None,
@@ -208,9 +212,13 @@ def session_events(git: GitContext, cfg: Config, session: str | None = None,
         if session is None or ev.session_id == session or ev.session_id.startswith(session):
             by_session[ev.session_id].append(ev)
     costs = {} if cfg.pricing.mode == "calculate" else result.session_costs  # calculate: lines only
+    if session is not None and not by_session:
+        raise CostattrError(f"no session {session!r} ran in this work tree",
+                            hint="`costattr sessions` lists the sessions and their ids")
     return WorkTreeScan(by_session, table.date, result.stats.skipped_lines,
                         [p for p in result.pr_links if p.session_id in by_session],
-                        {sid: c for sid, c in costs.items() if sid in by_session})
+                        {sid: c for sid, c in costs.items() if sid in by_session},
+                        len(result.files), result.looked_in)
 
 
 def text(value: str | None) -> str | None:
@@ -295,6 +303,21 @@ def upload(
             for sid, evs in new.items():
                 tx.cover(where.repo, sid, [key_hash(e.key) for e in evs])
             tx.absorb(out.attribution.absorbed)
+            said = int(tx.meta(f"skipped-lines:{where.repo}") or 0)
+            if skipped != said:
+                # New unreadable lines (damaged, hostile, or torn mid-write) are said once, with
+                # where to look; the same count is not repeated on every commit.
+                if skipped > said:
+                    out.messages.append(f"{plural(skipped - said, 'unreadable transcript line')} skipped in this "
+                                        f"work tree's sessions ({skipped} in all; `costattr doctor` lists them)")
+                tx.set_meta(f"skipped-lines:{where.repo}", str(skipped))
+            if not scanned.transcript_files and tx.meta(f"hinted-no-transcripts:{where.repo}") is None:
+                # Said once per repository: a commit made without any assistant is the common case.
+                where_looked = "; ".join(f"{tool}: {', '.join(str(p) for p in roots)}"
+                                         for tool, roots in scanned.looked_in.items())
+                out.messages.append(f"no assistant transcripts found (looked in {where_looked}); "
+                                    "`costattr doctor` says where costattr looks and what to set")
+                tx.set_meta(f"hinted-no-transcripts:{where.repo}", now)
             if dry_run:
                 raise _DryRun
     except _DryRun:

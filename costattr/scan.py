@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from costattr import paths
-from costattr.fsutil import move_aside
+from costattr.fsutil import SQLITE_COMPANIONS, move_aside, private_file
 from costattr.logs import log
 from costattr.models import PrLink, ScanStats, SessionCost, Tokens, UsageEvent
 from costattr.sources import SOURCES, FileParse
@@ -42,6 +42,9 @@ from costattr.sources.base import (
 CACHE_VERSION = 6  # 6: facts (cost-state, pr-link) and the pending unterminated last line
 READ_CHUNK = 32 << 20  # bounded memory per file: a chunk plus the longest line
 TAIL_BYTES = 64  # bytes before the cursor remembered to tell an append from a rewrite
+# A peer's write lock on the cache is waited for this long, then the cache rows are dropped (the
+# next run writes them): the cache is an optimisation, and a commit must not wait 15 s for one.
+CACHE_LOCK_WAIT_S = 1.0
 PARALLEL_MIN_BYTES = 48 << 20  # below this, process start-up costs more than it saves
 BATCHES_PER_WORKER = 4  # enough to even out, few enough to keep inter-process traffic low
 
@@ -197,7 +200,7 @@ class ScanCache:
     def open(self) -> sqlite3.Connection:
         if self.conn is not None:
             return self.conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path, SQLITE_COMPANIONS)  # 0600 before SQLite makes it (-wal/-shm copy it); no symlink
         try:
             self.conn = self._connect()
         except sqlite3.OperationalError:
@@ -215,7 +218,7 @@ class ScanCache:
         log(self.notice)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=15, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=CACHE_LOCK_WAIT_S, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")

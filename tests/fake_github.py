@@ -15,7 +15,16 @@ error statuses and headers. It speaks just enough of the API for `costattr comme
 Modes: a wrong token gets 401 "Bad credentials"; `mode="forbidden"` answers writes with 403
 "Resource not accessible by integration" (a fork PR's read-only token); `mode="rate_limited"`
 answers everything with 403 + X-RateLimit-Remaining: 0 + X-RateLimit-Reset; `app_token=True`
-makes GET /user 403 as it is for an Actions token. Every request is recorded.
+makes GET /user 403 "Resource not accessible by integration", as it is for the Actions
+GITHUB_TOKEN (whose comments are by `github-actions[bot]`). Every request is recorded.
+
+Misbehaviours, for the client's defences:
+- `redirects`: `Redirect(method, path, status, location)` answers that request with a 3xx and a
+  `Location` (another port or host, or this one), `times` times (None: always);
+- `link_base`: the base URL written into pagination `Link` headers (another host's, say);
+- `user_error`: (status, message) answered to GET /user;
+- `drip`: `Drip(per_byte_s, match=...)` writes the matching responses one byte at a time, from
+  the status line on (`body_only=True`: headers at once, then the body), until the server stops.
 """
 
 from __future__ import annotations
@@ -40,6 +49,22 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: str
+
+
+@dataclass
+class Redirect:
+    method: str
+    path: str  # without the prefix and query
+    status: int  # 301, 302, 307, 308
+    location: str
+    times: int | None = None  # None: every time
+
+
+@dataclass
+class Drip:
+    per_byte_s: float = 1.0
+    match: str | None = None  # a regex on "METHOD /path"; None: every response
+    body_only: bool = False  # True: status line and headers at once, then the body byte by byte
 
 
 @dataclass
@@ -84,6 +109,11 @@ class FakeGitHub:
         self.rate_limit_reset = int(time.time()) + 900
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[Recorded] = []
+        self.redirects: list[Redirect] = []
+        self.link_base: str | None = None  # None: this server's own URL
+        self.drip: Drip | None = None
+        self.user_error: tuple[int, str] | None = None  # (status, message) for GET /user
+        self.stopping = threading.Event()
         self._next_id = 1000
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -102,6 +132,7 @@ class FakeGitHub:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()  # dripping handlers give up and close their connections
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -228,8 +259,17 @@ class FakeGitHub:
                 "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}
         if method != "GET" and self.mode == "forbidden":
             return 403, {}, {"message": "Resource not accessible by integration"}
+        for rule in self.redirects:
+            if rule.method == method and rule.path == path and rule.times != 0:
+                if rule.times is not None:
+                    rule.times -= 1
+                return rule.status, {"Location": rule.location}, {
+                    "message": "Temporary Redirect" if rule.status in (302, 307) else "Moved Permanently",
+                    "url": rule.location, "documentation_url": "https://docs.github.com/rest/guides/best-practices"}
 
         if path == "/user" and method == "GET":
+            if self.user_error is not None:
+                return self.user_error[0], {}, {"message": self.user_error[1]}
             if self.app_token:
                 return 403, {}, {"message": "Resource not accessible by integration"}
             return 200, {}, self._user_json(self.viewer, self.viewer_type)
@@ -282,7 +322,7 @@ class FakeGitHub:
 
         def link(p: int) -> str:
             q = urllib.parse.urlencode({"per_page": per_page, "page": p})
-            return f"<{self.url}{path}?{q}>"
+            return f"<{self.link_base or self.url}{path}?{q}>"
 
         rels = []
         if page < last:
@@ -302,6 +342,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, extra, payload = self.fake.handle(self.command, self.path, headers, body)
         data = json.dumps(payload).encode()
+        drip = self.fake.drip
+        if drip is not None and (drip.match is None or re.search(drip.match, f"{self.command} {self.path}")):
+            self._drip(drip, status, extra, data)
+            return
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -309,6 +353,29 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
+
+    def _drip(self, drip: Drip, status: int, extra: dict[str, str], data: bytes) -> None:
+        """One byte at a time: every read the client makes gets something, so a per-read timeout
+        never fires; only an overall deadline ends the wait."""
+        head = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                "Content-Type: application/json; charset=utf-8", f"Content-Length: {len(data)}",
+                *(f"{k}: {v}" for k, v in extra.items())]
+        raw_head = ("\r\n".join(head) + "\r\n\r\n").encode()
+        if drip.body_only:
+            self.wfile.write(raw_head)
+            self.wfile.flush()
+            slow = data
+        else:
+            slow = raw_head + data
+        self.close_connection = True
+        try:
+            for i in range(len(slow)):
+                if self.fake.stopping.wait(drip.per_byte_s):
+                    return
+                self.wfile.write(slow[i:i + 1])
+                self.wfile.flush()
+        except OSError:  # the client gave up: what the test wants
+            return
 
     do_GET = do_POST = do_PATCH = _serve
 

@@ -7,8 +7,13 @@ X-API-Key is checked (401). `mode` switches failure behaviour: "ok", "error" (HT
 "forbidden" (HTTP 403),
 "slow" (sleeps `delay` before answering), "malformed" (200 with broken JSON), "null" (200 with
 `{"data": null}`, as a server with a damaged file answers), "huge" (a body bigger than any sane
-cap), "hang" (never answers). stop()/start() keep the same port, so a client sees "down" and
-then "back". `records()` lists the costattr records the file's entries carry (what the truth is).
+cap), "hang" (never answers), "header-drip" (the status line and headers one byte every `drip`
+seconds, never finishing them), "body-drip" (headers at once, then the body one byte every
+`drip` seconds), "no-etag" (a 200 without an ETag, as a server with no concurrency control
+answers), "raw" (200 with `raw_body` and an ETag, whatever it holds). `fail_paths` answers 503 to
+any request for those file paths only. stop()/start() keep the same port, so a client sees "down" and then "back"; stop()
+also ends every hanging or dripping answer. `records()` lists the costattr records the file's
+entries carry (what the truth is).
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ class FakeMemoryApi:
         self.key = key
         self.mode = "ok"
         self.delay = 5.0
+        self.drip = 1.5  # seconds between two bytes of a dripping answer
+        self.raw_body = b""  # what mode "raw" answers
+        self.fail_paths: set[str] = set()  # file paths answered with 503
+        self.stopping = threading.Event()  # set by stop(): hanging and dripping handlers return
         self.files: dict[str, tuple[int, dict[str, Any]]] = {}  # path -> (version, data)
         self.lock = threading.Lock()
         self.requests: list[tuple[str, int]] = []  # (method, status) in order
@@ -50,6 +59,7 @@ class FakeMemoryApi:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> FakeMemoryApi:
+        self.stopping = threading.Event()  # a new one: handlers of the last run still see theirs set
         self._server = _Server(("127.0.0.1", self.port), self._handler_class())
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -57,6 +67,7 @@ class FakeMemoryApi:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -111,8 +122,11 @@ class FakeMemoryApi:
                     self.send_header(k, v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:  # the client gave up (its deadline) and closed the connection
+                    self.close_connection = True
 
             def _route(self) -> str | None:
                 parts = urlsplit(self.path)
@@ -120,13 +134,43 @@ class FakeMemoryApi:
                     return None
                 return parse_qs(parts.query).get("path", [None])[0]
 
+            def _drip(self, data: bytes, stopping: threading.Event) -> None:
+                """Send `data` one byte every `api.drip` seconds, until done, the client goes or stop()."""
+                for i in range(len(data)):
+                    if stopping.wait(api.drip if i else 0):
+                        break
+                    try:
+                        self.wfile.write(data[i: i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up and closed the connection
+                        break
+                self.close_connection = True
+
             def _failure_mode(self) -> bool:
-                mode = api.mode
+                mode, stopping = api.mode, api.stopping
                 if mode == "hang":
-                    time.sleep(3600)
+                    stopping.wait(3600)
+                    self.close_connection = True
+                    return True
                 if mode == "slow":
-                    time.sleep(api.delay)
+                    stopping.wait(api.delay)
                     return False
+                if mode == "header-drip":
+                    api.requests.append((self.command, 200))
+                    # A header that never ends: every byte restarts a per-read timeout.
+                    self._drip(b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 100_000, stopping)
+                    return True
+                if mode == "body-drip":
+                    body = json.dumps({"path": "agent-costs", "data": {}}).encode() + b" " * 100_000
+                    api.requests.append((self.command, 200))
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("ETag", '"1"')
+                    self.end_headers()
+                    self.wfile.flush()
+                    self._drip(body, stopping)
+                    return True
                 if mode == "error":
                     self._send(503, b'{"error": "maintenance"}')
                     return True
@@ -135,6 +179,12 @@ class FakeMemoryApi:
                     return True
                 if mode == "malformed":
                     self._send(200, b'{"path": "agent-costs", "data": {"s1": ')
+                    return True
+                if mode == "raw":
+                    self._send(200, api.raw_body, {"ETag": '"7"'})
+                    return True
+                if self._route() in api.fail_paths:
+                    self._send(503, b'{"error": "this file is unavailable"}')
                     return True
                 if mode == "null":
                     self._send(200, b'{"path": "agent-costs", "data": null}', {"ETag": '"7"'})
@@ -175,7 +225,7 @@ class FakeMemoryApi:
                     return
                 version, data = found
                 body = json.dumps({"path": path, "data": data, "version": version}).encode()
-                self._send(200, body, {"ETag": f'"{version}"'})
+                self._send(200, body, {} if api.mode == "no-etag" else {"ETag": f'"{version}"'})
 
             def do_PUT(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -203,8 +253,8 @@ class FakeMemoryApi:
                     stale = if_match is not None and (current is None or if_match != f'"{current[0]}"')
                     if (if_none == "*" and current is not None) or stale:
                         status = 412
-                    elif if_match is None and if_none is None:
-                        status = 428
+                    elif if_match is None and if_none is None and api.mode != "no-etag":
+                        status = 428  # a server without ETags ("no-etag") takes any write, as it must
                     else:
                         version = (current[0] if current else 0) + 1
                         api.files[path] = (version, data)

@@ -30,6 +30,7 @@ from costattr.pr_comment import (
     MARKER,
     MAX_BODY_CHARS,
     CommitMatcher,
+    budget_status,
     linked_branches,
     md_escape,
     render_comment,
@@ -622,27 +623,162 @@ def test_dry_run_with_token_reads_but_never_writes(gh_env: FakeGitHub, pr_ledger
     assert gh_env.requests and all(r.method == "GET" for r in gh_env.requests)
 
 
-def test_budgets_in_the_config_change_nothing_in_the_comment(
+BUDGETS_TOML = f"""[budgets]
+day = 10
+week = 100
+month = 20
+[budgets.issue]
+PROJ-123 = 50
+[budgets.branch]
+"{BRANCH}" = 5
+"""
+
+
+def budget_rows(body: str) -> dict[str, list[str]]:
+    """The budget table: label -> [spent, limit, status]."""
+    block = body[body.index("**Budgets**"):].split("\n\n")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()[2:]]
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_budgets_crossed_by_the_prs_spend_are_shown(
     gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pr_ledger: None,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Budgets are the hook's and the report's business: the PR comment neither shows nor applies
-    # them, even when every one of them is exceeded.
+    """Issue 15: `[budgets]` are "for reports and PR comments to compare against". The issue's
+    budget is compared with all of the issue's spend ($7.52 of the PR + $40 on main), the branch's
+    with all of the head branch's, a day's with all of that day's; another repository's spend on
+    the same issue and branch counts for none of them."""
     monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.delenv("GITHUB_REPOSITORY")
     monkeypatch.setenv("GITHUB_HEAD_REF", BRANCH)
-    bodies = []
-    for name, config in (("plain", None), ("budgets", "[budgets]\nday = 0.01\nweek = 0.01\nmonth = 0.01\n"
-                                                      "[budgets.issue]\nPROJ-123 = 0.01\n"
-                                                      f"[budgets.branch]\n\"{BRANCH}\" = 0.01\n")):
-        work = gitrepo.make_repo(tmp_path / name)
+    write_ledger(rec("elsewhere", repo="other/app", commit=SHA_OLD, cost="100"))
+    bodies = {}
+    for name, config in (("plain", None), ("budgets", BUDGETS_TOML)):
+        work = gitrepo.make_repo(tmp_path / name, origin="git@github.com:acme/app.git")
         if config:
             (work / ".costattr.toml").write_text(config)
         monkeypatch.chdir(work)
         code, out, err = cli(capsys, "--pr", "12", "--dry-run")
         assert code == 0, err
-        bodies.append(out)
-    assert bodies[0] == bodies[1]
-    assert headline_total(bodies[1]) == "$7.52" and "budget" not in bodies[1].lower()
+        bodies[name] = out
+    body = bodies["budgets"]
+    assert headline_total(body) == "$7.52"
+    assert "**Budgets** (`[budgets]` in the repository's costattr config) · ⚠️ 3 of 5 over" in body
+    assert budget_rows(body) == {
+        "Issue PROJ-123, all its spend": ["$47.52", "$50.00", "within (95%)"],
+        f"Branch {BRANCH}, all its spend": ["$7.52", "$5.00", "⚠️ **over** by $2.52"],
+        "Day 2026-01-05 UTC, all spend that day": ["$47.02", "$10.00", "⚠️ **over** by $37.02"],
+        "Week 2026-01-05 (W02) UTC, all spend that week": ["$47.52", "$100.00", "within (48%)"],
+        "Month 2026-01 UTC, all spend that month": ["$47.52", "$20.00", "⚠️ **over** by $27.52"],
+    }
+    assert "2026-01-06" not in body, "a day within its budget is not listed when another is over"
+    # The budgets are a section of their own: the rest of the comment is what it is without them.
+    assert re.sub(r"\*\*Budgets\*\*.*?\n\n.*?\n\n", "", body, flags=re.S) == bodies["plain"]
+    assert "Budgets" not in bodies["plain"]
+
+
+def test_periods_within_budget_show_the_busiest_one() -> None:
+    records = [rec("a", commit=SHA1, cost="1.00", ts="2026-01-05T10:00:00Z"),
+               rec("a", commit=SHA2, cost="3.00", ts="2026-01-07T10:00:00Z"),
+               rec("b", branch="main", commit=SHA_MAIN, cost="2.00", ts="2026-01-07T11:00:00Z")]
+    spends = visible(records)
+    selected = select_pr_spend(spends, 12, BRANCH, [])
+    lines = budget_status(selected, spends, lambda by, key: Decimal(6) if by == "day" else None)
+    assert [(x.kind, x.key, x.spent, x.over, x.busiest_of) for x in lines] == [
+        ("day", "2026-01-07", Decimal("5.00"), False, 2)]
+    body = render_comment(selected, pr_number=12, budgets=lines)
+    assert "| Day 2026-01-07 UTC, all spend that day (the busiest of the 2 days this PR spent in) | $5.00 |" \
+           " $6.00 | within (83%) |" in body and "· all within" in body
+    assert budget_status(selected, spends, lambda by, key: None) == [], "no budget set: no section"
+
+
+def test_many_days_over_budget_are_counted_not_all_listed() -> None:
+    records = [rec("a", commit=f"{d:07x}" + "e" * 33, cost="2", ts=f"2026-01-{d:02d}T10:00:00Z") for d in range(1, 11)]
+    spends = visible(records)
+    lines = budget_status(spends, spends, lambda by, key: Decimal(1) if by == "day" else None)
+    assert [x.key for x in lines] == [f"2026-01-{d:02d}" for d in range(1, 6)]
+    body = render_comment(spends, pr_number=12, budgets=lines)
+    assert "⚠️ 10 of 10 over" in body and "_…and 5 more days over budget" in body
+
+
+def _scope_ledger(work: Path) -> None:
+    """PR #12's branch in three repositories: this one ($1.25), another on GitHub ($100, linked to
+    a #12 of its own), and a repository without a remote elsewhere on the machine ($10)."""
+    write_ledger(rec("mine", commit=SHA1, cost="1.25"),
+                 rec("theirs", repo="other/app", commit=None, cost="100"), link("theirs", BRANCH, 12, repo="other/app"),
+                 rec("local", repo=f"path:{work.parent / 'scratch'}", commit=None, cost="10"))
+
+
+def test_inside_a_repository_only_its_spend_counts(
+    gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15: the local ledger holds every repository of the machine; inside one, the PR comment
+    is that repository's spend only (records whose `repo` is its id), posted or dry run."""
+    work = gitrepo.make_repo(tmp_path / "app", origin="git@github.com:acme/app.git")
+    _scope_ledger(work)
+    monkeypatch.chdir(work)
+    monkeypatch.delenv("GITHUB_REPOSITORY")
+    code, out, err = cli(capsys, "--pr", "12")
+    assert code == 0, err
+    assert headline_total(gh_env.comments(REPO, 12)[-1].body) == "$1.25"
+    assert "counting only the spend of acme/app; 3 records of other repositories in the ledger left out" in err
+
+    monkeypatch.delenv("GITHUB_TOKEN")
+    monkeypatch.setenv("GITHUB_HEAD_REF", BRANCH)
+    code, out, err = cli(capsys, "--pr", "12", "--dry-run")
+    assert code == 0 and headline_total(out) == "$1.25", err
+
+    # Outside any repository (CI without a checkout), everything the ledger holds for the branch.
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "--pr", "12", "--dry-run")
+    assert code == 0 and headline_total(out) == "$111.25", err
+
+
+def test_a_repository_without_a_remote_counts_its_own_spend(
+    gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = gitrepo.make_repo(tmp_path / "scratch")  # `path:` + its work tree is its id
+    _scope_ledger(tmp_path / "app")
+    monkeypatch.chdir(work)
+    for var in ("GITHUB_REPOSITORY", "GITHUB_TOKEN"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("GITHUB_HEAD_REF", BRANCH)
+    code, out, err = cli(capsys, "--pr", "12", "--dry-run")
+    assert code == 0 and headline_total(out) == "$10.00", err
+
+
+def test_a_fork_prs_head_repository_counts_too(
+    gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The contributor's records name their fork; the PR says the fork is its head repository.
+    gh_env.add_pull(REPO, 12, head_ref=BRANCH, commits=[SHA1], head_repo="contrib/app")
+    work = gitrepo.make_repo(tmp_path / "app", origin="https://github.com/acme/app")
+    _scope_ledger(work)
+    write_ledger(rec("fork", repo="Contrib/App", commit=None, cost="2.00"))
+    monkeypatch.chdir(work)
+    code, out, err = cli(capsys, "--pr", "12", "--dry-run")
+    assert code == 0 and headline_total(out) == "$3.25", err
+
+
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+def test_comment_without_pr_outside_actions_exits_1(
+    gh_env: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    extra: list[str]
+) -> None:
+    """Issue 15: it exited 0 locally. Not saying which PR is the user's mistake to fix, --strict or
+    not; an Actions event that names no PR (a push) still never fails the build."""
+    code, out, err = cli(capsys, *extra)
+    assert code == 1
+    assert "which pull request? pass --pr N" in err and "not failing the build" not in err
+    assert gh_env.requests == []
+
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"ref": "refs/heads/main"}))
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "push")
+    code, out, err = cli(capsys, *extra)
+    assert code == 0 and "the push event names no pull request" in err and "not failing the build" in err
 
 
 def _ago(minutes: int) -> str:
@@ -829,7 +965,7 @@ def test_example_workflow_parses_with_the_needed_permissions() -> None:
     assert checkout["with"]["fetch-depth"] == 0
     runs = "\n".join(str(s.get("run", "")) for s in steps)
     assert "git fetch origin 'refs/notes/costattr:refs/notes/costattr' || true" in runs
-    assert "pip install costattr" in runs
+    assert 'pip install "git+${{ vars.COSTATTR_GIT_URL }}@v0.2.0"' in runs  # the README's install line, pinned
     assert "costattr comment --pr ${{ github.event.pull_request.number }}" in runs
     comment_step = next(s for s in steps if "costattr comment" in str(s.get("run", "")))
     assert comment_step["env"]["GITHUB_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"

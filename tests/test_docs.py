@@ -96,7 +96,7 @@ def test_relative_links_resolve(doc: str) -> None:
 
 def test_readme_sections_the_issue_asks_for() -> None:
     readme = (ROOT / "README.md").read_text()
-    for needle in ("pipx install costattr", "uv tool install costattr", "pre-commit install",
+    for needle in ('pip install "git+', 'uv tool install "git+', "pre-commit install",
                    "costattr install", "costattr report --by issue", "costattr comment",
                    "COSTATTR_API_URL", "COSTATTR_API_USER", "COSTATTR_API_KEY", "COSTATTR_LEDGER",
                    "costattr sync", "No prompt text is ever read into the ledger",

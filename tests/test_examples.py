@@ -97,7 +97,6 @@ def test_costattr_toml(tmp_path: Path) -> None:
 
 def test_pre_commit_config_records_spend(env_dirs: dict[str, Path], repo: Path, tmp_path: Path,
                                          path_with_costattr: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("pre_commit")
     from pre_commit.clientlib import load_config as load_pre_commit_config
 
     example = load_pre_commit_config(str(EXAMPLES / ".pre-commit-config.yaml"))

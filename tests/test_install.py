@@ -158,8 +158,6 @@ def test_rebase_and_cherry_pick_replay_the_hook_without_double_counting(env_dirs
     assert sum(n for *_where, n in spend_of(env_dirs, "s")) == 2  # every request once
 
 
-@pytest.mark.skipif(shutil.which("pre-commit") is None and not (Path(sys.executable).parent / "pre-commit").exists(),
-                    reason="pre-commit is a test dependency (pip install -e '.[test]')")
 def test_pre_commit_consumer_repo(env_dirs: dict[str, Path], repo: Path, tmp_path: Path) -> None:
     """A consumer repo lists `costattr-upload`; real pre-commit installs this checkout and runs it."""
     hook_repo = tmp_path / "costattr-src"
@@ -185,3 +183,47 @@ def test_pre_commit_consumer_repo(env_dirs: dict[str, Path], repo: Path, tmp_pat
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr
     assert spend_of(env_dirs, "s") == [("feature/PROJ-7-login", git(repo, "rev-parse", "HEAD"), "PROJ-7", 1)]
+
+
+def test_pre_commit_route_as_the_readme_installs_it(env_dirs: dict[str, Path], repo: Path, tmp_path: Path) -> None:
+    """The README's `pre-commit install --hook-type post-commit --allow-missing-config` with the
+    example config: a branch made before the config was committed commits quietly; the cost line
+    shows on every commit; a broken .costattr.toml shows Failed and the reason, and the commit stands."""
+    git(repo, "branch", "older-work")  # made before the config exists
+    example = (ROOT / "examples" / ".pre-commit-config.yaml").read_text()
+    commit(repo, "use pre-commit", {".pre-commit-config.yaml": example})
+    bin_dir = str(Path(sys.executable).parent)  # `language: system` runs the costattr on PATH
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    readme = (ROOT / "README.md").read_text()
+    assert "pre-commit install --hook-type post-commit --allow-missing-config" in readme
+    subprocess.run([sys.executable, "-m", "pre_commit", "install", "--hook-type", "post-commit",
+                    "--allow-missing-config"], cwd=repo, env=env, check=True, capture_output=True)
+
+    def commit_now(message: str) -> str:
+        proc = subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", message], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert git(repo, "log", "-1", "--format=%s") == message  # the commit is made, whatever the hook said
+        return proc.stdout + proc.stderr
+
+    git(repo, "checkout", "-q", "older-work")
+    out = commit_now("work from before the config")
+    assert "No .pre-commit-config.yaml" not in out and "Failed" not in out, out
+
+    git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "-b", "feature/PROJ-8-cart")
+    say(env_dirs, "s", repo, "feature/PROJ-8-cart", "2026-11-20T09:00:00Z")
+    out = commit_now("cart")
+    assert "Passed" in out and "costattr: " in out and "on PROJ-8" in out, out  # verbose: the cost line
+    assert spend_of(env_dirs, "s") == [("feature/PROJ-8-cart", git(repo, "rev-parse", "HEAD"), "PROJ-8", 1)]
+
+    (repo / ".costattr.toml").write_text("[issues\n")
+    say(env_dirs, "s", repo, "feature/PROJ-8-cart", "2026-11-20T09:05:00Z")
+    out = commit_now("cart, part two")
+    assert "Failed" in out and "spend not recorded" in out and ".costattr.toml" in out, out
+    assert len(spend_of(env_dirs, "s")) == 1  # nothing recorded, and nothing lost: the next hook records it
+    (repo / ".costattr.toml").unlink()
+    out = commit_now("cart, part three")
+    assert "Passed" in out, out
+    assert sum(n for *_where, n in spend_of(env_dirs, "s")) == 2

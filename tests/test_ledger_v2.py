@@ -215,8 +215,12 @@ def test_a_session_in_a_superproject_and_its_submodule_keeps_all_its_spend(tmp_p
     hook_commit(sub, "in lib")
     hook_commit(sup, "in super")
     hook_commit(sub, "lib again")
-    assert rows(sup, "repo") == {"acme/super": cost(100) + cost(300) + cost(500), "acme/lib": cost(200) + cost(400)}
-    assert report(sup, "--by", "session")["totals"]["requests"] == 5
+    assert rows(sup, "repo", "--all-repos") == {"acme/super": cost(100) + cost(300) + cost(500),
+                                                "acme/lib": cost(200) + cost(400)}
+    assert report(sup, "--by", "session", "--all-repos")["totals"]["requests"] == 5
+    # inside each repository, its own spend only
+    assert rows(sup, "repo") == {"acme/super": cost(100) + cost(300) + cost(500)}
+    assert rows(sub, "repo") == {"acme/lib": cost(200) + cost(400)}
 
 
 def test_deleting_a_subagent_file_never_lowers_a_figure(repo: Path, env_dirs: dict[str, Path]) -> None:

@@ -76,7 +76,7 @@ def other_client_entry(*records: AnyRecord) -> dict[str, Any]:
 def test_read_missing_file_is_empty(api: FakeMemoryApi) -> None:
     got = ledger_for(api).read()
     assert got.records == {} and got.set_aside.count == 0
-    assert api.requests == [("GET", 404)]
+    assert api.requests == [("GET", 404), ("GET", 404)]  # agent-costs, and its list of months
 
 
 def test_create_then_conditional_update(api: FakeMemoryApi) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from helpers_reliability import (
     wait_all,
 )
 
+from costattr.hookfast import wait_for_publisher
 from costattr.ledger.memory_api import MemoryApiLedger
 from costattr.ledger.publish import waiting
 from costattr.ledger.store import LocalStore
@@ -208,15 +210,20 @@ def test_a_hook_never_moves_aside_the_fresh_ledger_another_hook_just_started(tmp
     bad = b"garbage, not a database" * 200
     path.write_bytes(bad)
     fresh = spend("other-hook")
-    real_set_aside = LocalStore._set_aside
+    real_move = LocalStore._move_damaged
 
-    def the_other_hook_first(self: LocalStore, error: Exception) -> object:
+    def the_other_hook_first(self: LocalStore) -> object:
+        # What the other hook leaves at the path: the damage moved aside, a fresh ledger in its
+        # place (built beside it: this process holds the open lock the other hook would wait for).
         fsutil.move_aside(path)
-        store_with([fresh], path).close()
-        return real_set_aside(self, error)
+        elsewhere = tmp_path / "other" / "ledger.sqlite"
+        elsewhere.parent.mkdir()
+        store_with([fresh], elsewhere).close()
+        elsewhere.replace(path)
+        return real_move(self)
 
     with monkeypatch.context() as m:  # scoped: undo() must not revert conftest's isolation
-        m.setattr(LocalStore, "_set_aside", the_other_hook_first)
+        m.setattr(LocalStore, "_move_damaged", the_other_hook_first)
         with pytest.raises(LedgerCorrupt):
             LocalStore(path).read()
     with LocalStore(path) as store:
@@ -418,14 +425,17 @@ def test_records_wait_through_an_outage_and_the_next_hook_sends_them(tmp_path: P
     env = _api_env(memory_api)
     home = env_dirs["costattr_home"]
     memory_api.mode = "error"
-    for _ in range(3):  # any number of hooks while it is down
+    for n in range(3):  # any number of hooks while it is down
         world.grow(1)
         down = run_cli(*HOOK, cwd=world.repo, env=env)
-        assert down.returncode == 0 and "wait in the local ledger" in down.stderr, down.stderr
+        # The background publisher of the hook before says how it went.
+        assert down.returncode == 0 and (n == 0 or "wait in the local ledger" in down.stderr), down.stderr
+        assert wait_for_publisher(30)
     assert _waiting(home, memory_api) == len(read_records(home)) > 0
     memory_api.mode = "ok"  # back up; the next commit brings no new spend
     proc = run_cli(*HOOK, cwd=world.repo, env=env)
     assert proc.returncode == 0, proc.stderr
+    assert wait_for_publisher(30)
     assert _shared_ids(memory_api) == set(read_records(home))
     assert _waiting(home, memory_api) == 0
 
@@ -441,14 +451,17 @@ def test_a_lost_waiting_flag_loses_nothing(tmp_path: Path, env_dirs: dict[str, P
     home = env_dirs["costattr_home"]
     memory_api.mode = "error"
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0
+    assert wait_for_publisher(30)
     recorded = _waiting(home, memory_api)
     assert recorded > 0 and (home / WAITING_NAME).exists()
-    (home / WAITING_NAME).unlink()  # lost (a cleanup, a crash before it was written)
+    shutil.rmtree(home / WAITING_NAME)  # lost (a cleanup, a crash before it was written)
     memory_api.mode = "ok"
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0  # nothing new: may answer fast
+    assert wait_for_publisher(30)
     assert _waiting(home, memory_api) in (0, recorded)  # sent, or still waiting: never dropped
     world.grow(2)
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0
+    assert wait_for_publisher(30)
     assert _shared_ids(memory_api) == set(read_records(home))
     assert _waiting(home, memory_api) == 0
 
@@ -461,11 +474,13 @@ def test_a_backend_that_lost_everything_is_refilled_by_sync_all(tmp_path: Path, 
     env = _api_env(memory_api)
     home = env_dirs["costattr_home"]
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0
+    assert wait_for_publisher(30)
     before = set(read_records(home))
     assert _shared_ids(memory_api) == before
     memory_api.files.clear()  # the shared ledger lost everything (a reset server, say)
     world.grow(2)
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0
+    assert wait_for_publisher(30)
     assert _shared_ids(memory_api) == set(read_records(home)) - before  # what was new since
     sync = run_cli("sync", "--all", cwd=world.repo, env=env)
     assert sync.returncode == 0, sync.stderr
@@ -503,9 +518,11 @@ def test_a_fresh_ledger_after_damage_never_doubles_the_shared_ledger(tmp_path: P
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0  # spend closed into the first commit
     commit(world.repo, "next")
     assert run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0  # nothing new for the second
+    assert wait_for_publisher(30)
     before = {sid: e["cost_usd"] for sid, e in session_entries(shared.read().records).items()}
     ledger_file(home).write_bytes(_noise(4096))
     proc = run_cli(*HOOK, cwd=world.repo, env=env)
     assert proc.returncode == 0 and "fresh ledger" in proc.stderr, proc.stderr
+    assert wait_for_publisher(30)
     after = {sid: e["cost_usd"] for sid, e in session_entries(shared.read().records).items()}
     assert after == before

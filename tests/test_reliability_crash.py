@@ -12,6 +12,7 @@ again, merged by id), and the scan cache and the fast-path state around them.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -37,6 +38,7 @@ from helpers_reliability import (
     store_dump,
 )
 
+from costattr.hookfast import PUBLISH_COMMAND, try_lock, wait_for_publisher
 from costattr.ledger.memory_api import MemoryApiLedger
 from costattr.ledger.publish import waiting
 from costattr.ledger.store import LocalStore
@@ -240,8 +242,9 @@ POINTS = {
 }
 
 
-def _killed_at(point: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([PY, "-c", _KILL_AT, point, *HOOK], cwd=cwd, env=env or env_with(), capture_output=True,
+def _killed_at(point: str, cwd: Path, env: dict[str, str] | None = None,
+               args: tuple[str, ...] = HOOK) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([PY, "-c", _KILL_AT, point, *args], cwd=cwd, env=env or env_with(), capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == -signal.SIGKILL, (point, proc.stdout, proc.stderr)  # it really died there
     return proc
@@ -252,6 +255,7 @@ def _clean_hook(cwd: Path, env: dict[str, str] | None = None) -> None:
     proc = run_cli(*HOOK, cwd=cwd, env=env)
     said = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("costattr: memory API: published")]
     assert proc.returncode == 0 and not said, proc.stderr
+    assert wait_for_publisher(60)  # the background publisher the hook started, if any
 
 
 @pytest.mark.parametrize("point", sorted(POINTS))
@@ -326,7 +330,13 @@ def test_sigkill_between_the_store_and_the_shared_ledger(point: str, tmp_path: P
     _clean_hook(world.repo, env)  # a machine that has published before: the mark exists
     for _ in range(2):
         world.grow(3)
-        _killed_at(point, world.repo, env)
+        if point == "publish-after-send":  # the background publisher sends: it is the one killed
+            lock = try_lock()  # so that the hook starts none of its own
+            assert lock is not None and run_cli(*HOOK, cwd=world.repo, env=env).returncode == 0
+            os.close(lock)
+            _killed_at(point, world.repo, env, (PUBLISH_COMMAND,))
+        else:
+            _killed_at(point, world.repo, env)
         assert_store_intact(home)
         with LocalStore(ledger_file(home)) as store:
             assert waiting(store, shared, None) > 0  # recorded here, not marked delivered

@@ -104,8 +104,13 @@ def cli_in(monkeypatch: pytest.MonkeyPatch) -> ReportFn:
 
 @pytest.fixture
 def report(cli_in: ReportFn) -> ReportFn:
-    """`costattr report ARGS` in `cwd`."""
-    return lambda cwd, *args, **kwargs: cli_in(cwd, "report", *args, **kwargs)
+    """`costattr report ARGS` in `cwd`, over the whole ledger (the golden world spans two
+    repositories; `report` alone covers the one it runs in: see test_report_defaults_to_this_repository)."""
+    def run(cwd: Path, *args: str, **kwargs: Any) -> Result:
+        scope = () if "--repo" in args or "--this-repo" in args else ("--all-repos",)
+        return cli_in(cwd, "report", *(a for a in args if a != "--this-repo"), *scope, **kwargs)
+
+    return run
 
 
 def report_json(report: ReportFn, cwd: Path, *args: str) -> dict[str, Any]:
@@ -377,9 +382,13 @@ def test_each_grouping_has_its_keys_and_adds_up(by: str, golden: World, report: 
     }[by]
     assert {r["key"] for r in doc["rows"]} == expected
     assert_adds_up(doc)
-    # Sorted by cost, costliest first.
-    costs = [dec(r["cost_usd"]) for r in doc["rows"]]
-    assert costs == sorted(costs, reverse=True)
+    # Days, weeks and months in time order; the rest costliest first.
+    if by in ("day", "week", "month"):
+        keys = [r["key"] for r in doc["rows"]]
+        assert keys == sorted(keys)
+    else:
+        costs = [dec(r["cost_usd"]) for r in doc["rows"]]
+        assert costs == sorted(costs, reverse=True)
 
 
 def test_totals_do_not_depend_on_the_grouping(golden: World, report: ReportFn) -> None:
@@ -482,13 +491,29 @@ def test_golden(name: str, args: list[str], golden: World, report: ReportFn) -> 
     assert_golden(name, out)
 
 
+@pytest.mark.parametrize(("name", "args"), [
+    ("report_issue_table_160.txt", ["--by", "issue", "--tz", "UTC"]),
+    ("report_branch_table_160.txt", ["--by", "branch", "--tz", "UTC"]),
+    ("report_commit_table_160.txt", ["--by", "commit", "--tz", "UTC"]),
+    ("report_session_table_160.txt", ["--by", "session", "--tz", "UTC"]),
+    ("report_issue_tree_160.txt", ["--by", "issue", "--tree", "--tz", "UTC"]),
+])
+def test_golden_at_160_columns(name: str, args: list[str], golden: World, report: ReportFn) -> None:
+    """A wide terminal gives its room to the names: whole SHAs, branch names, session ids."""
+    out = report(golden.app, *args, env={"COLUMNS": "160"}).stdout
+    assert_fits(out, 160)
+    assert_golden(name, out)
+    if "commit" in name:
+        assert all(sha in out for sha in golden.shas.values())  # no 24-character prefix and an ellipsis
+
+
 @pytest.mark.parametrize("by", GROUPINGS)
 def test_table_fits_80_columns_and_keeps_every_figure(by: str, golden: World, report: ReportFn) -> None:
     out = report(golden.app, "--by", by).stdout
     assert_fits(out)
     header = out.splitlines()[0]
     # every column heading whole: rich never had to squeeze the figures to make room for a key
-    assert header.split()[1:] == ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Time"]
+    assert header.split()[1:] == ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Span"]
     total = next(line for line in out.splitlines() if line.startswith("Total"))
     assert "…" not in total
 
@@ -496,12 +521,12 @@ def test_table_fits_80_columns_and_keeps_every_figure(by: str, golden: World, re
 def test_table_marks_estimates_unpriced_and_over_budget(golden: World, report: ReportFn) -> None:
     out = report(golden.app, "--by", "issue", "--tz", "UTC").stdout
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
-    assert "~$0.0301!" in lines["PROJ-7"]  # estimated, over its $0.02 budget
-    assert " $0.5000 " in lines["#123"] and "~" not in lines["#123"]  # recorded by the tool itself
+    assert "~$0.03!" in lines["PROJ-7"]  # estimated ($0.0301), over its $0.02 budget
+    assert " $0.50 " in lines["#123"] and "~" not in lines["#123"]  # recorded by the tool itself
     assert "+?" in lines["PROJ-9"]  # a request of an unknown model is not priced
     assert lines["(unattributed)"].split()[1].startswith("~$")
     caption = " ".join(out.split())  # the footnotes wrap at the table's width
-    assert "! over budget" in caption and "+? 1 request(s) of unknown models are not priced" in caption
+    assert "! over budget" in caption and "+? 1 request of unknown models is not priced" in caption
 
 
 def test_csv_is_one_row_per_key_plus_unattributed_and_total(golden: World, report: ReportFn) -> None:
@@ -524,8 +549,9 @@ def test_markdown_is_inert_for_a_tracker(golden: World, report: ReportFn) -> Non
     out = report(golden.app, "--by", "issue", "--format", "markdown").stdout
     lines = out.splitlines()
     assert lines[0].startswith("| Issue | Cost |") and set(lines[1]) <= set("|-:")
-    assert any(line.startswith("| #\u200b123 |") for line in lines)  # a bare `#123` would link an unrelated issue
-    assert any(line.startswith("| PROJ-7 | ~$0.0301! |") for line in lines)
+    # A file: no zero-width space in `#123` (only the PR comment, which GitHub renders, needs one).
+    assert any(line.startswith("| #123 |") for line in lines) and "\u200b" not in out
+    assert any(line.startswith("| PROJ-7 | ~$0.03! |") for line in lines)
     assert any(line.startswith("| **Total** |") for line in lines)
     assert all(line.count("|") == 9 for line in lines[:-2])  # every row has every column
 
@@ -584,6 +610,18 @@ def test_filters(golden: World, report: ReportFn) -> None:
     assert nothing["rows"] == [] and nothing["totals"]["cost_usd"] == 0
     for doc in (by_issue, related, by_branch, by_repo, by_pr, nothing):
         assert_adds_up(doc)
+
+
+def test_report_defaults_to_this_repository(golden: World, report: ReportFn) -> None:
+    everywhere = report_json(report, golden.app, "--by", "repo")
+    assert set(row_map(everywhere)) == {"acme/app", "acme/api"}
+    here = report_json(report, golden.app, "--by", "repo", "--this-repo")
+    assert set(row_map(here)) == {"acme/app"}
+    by_path = report_json(report, golden.app, "--by", "repo", "--repo", str(golden.api))
+    assert set(row_map(by_path)) == {"acme/api"}
+    assert dec(by_path["totals"]["cost_usd"]) == dec(row_map(everywhere)["acme/api"]["cost_usd"])
+    none = report(golden.app, "--by", "issue", "--issue", "NOPE-1", "--this-repo")
+    assert "no spend matched --issue NOPE-1, this repository (acme/app)" in none.stderr
 
 
 def test_since_until_are_inclusive_days(golden: World, report: ReportFn) -> None:
@@ -776,10 +814,10 @@ def test_upload_warns_once_when_a_commit_pushes_an_issue_over_budget(
     row = row_map(doc)["PROJ-5"]
     assert row["over_budget"] is True and row["budget_usd"] == 0.01
     assert "PROJ-5" in next(line for line in report(repo, "--by", "issue").stdout.splitlines()
-                            if "~$0.0203!" in line)
-    assert "| PROJ-5 | ~$0.0203! |" in report(repo, "--by", "issue", "--format", "markdown").stdout
+                            if "~$0.02!" in line)
+    assert "| PROJ-5 | ~$0.02! |" in report(repo, "--by", "issue", "--format", "markdown").stdout
     assert ",0.01,True\n" in report(repo, "--by", "issue", "--format", "csv").stdout
-    assert "~$0.0203!" in report(repo, "--by", "issue", "--tree").stdout
+    assert "~$0.02! 100.0%  PROJ-5" in report(repo, "--by", "issue", "--tree").stdout
     # other groupings carry no issue budget
     assert "over_budget" not in report_json(report, repo, "--by", "session")["rows"][0]
 
@@ -919,7 +957,7 @@ def test_no_color_is_honoured(golden: World, report: ReportFn) -> None:
     assert _SGR_COLOUR.search(coloured)  # PROJ-7 is over budget: red on a colour terminal
     plain = report(golden.app, "--by", "issue", env={**terminal, "NO_COLOR": "1"}).stdout
     assert not _SGR_COLOUR.search(plain)
-    assert "~$0.0301!" in plain  # the flag itself does not depend on colour
+    assert "~$0.03!" in plain  # the flag itself does not depend on colour
     piped = report(golden.app, "--by", "issue", env={"NO_COLOR": None}).stdout  # not a terminal: no escapes
     assert "\x1b[" not in piped
 
@@ -955,7 +993,7 @@ def test_a_record_that_fails_validation_is_set_aside_alone(
     assert said == [f"costattr: 1 record set aside as invalid: requests is not a whole number (1) (in {ledger}); "
                     "the rest is reported"]
     table = report(golden.app, "--by", "issue", "--tz", "UTC")
-    assert "1 record set aside" in table.stderr and "~$0.0301!" in table.stdout
+    assert "1 record set aside" in table.stderr and "~$0.03!" in table.stdout
     assert ledger.is_file() and not list(ledger.parent.glob(f"{STORE_NAME}.corrupt-*"))  # never moved aside
 
     # export leaves it out, and says so; the hook keeps recording next to it

@@ -159,7 +159,7 @@ def filters(draw: st.DrawFn) -> Filters:
         issue=draw(st.none() | st.sampled_from([*ISSUES, "proj-1"])),
         branch=draw(st.none() | st.sampled_from(BRANCHES)),
         repo=draw(st.none() | st.sampled_from(["acme/app", "acme/api", "/src/tool"])),
-        pr=draw(st.none() | st.integers(1, 6)),
+        prs=draw(st.sampled_from([(), (1,), (2, 5), (6,)])),
         tz=draw(st.sampled_from(ZONES)),
     )
 
@@ -177,7 +177,7 @@ def kept(spends: list[Spend], f: Filters) -> list[tuple[Spend, Part]]:
         keys = {k.upper() for k in (s.issue, *s.related) if k}
         if ((f.issue and f.issue.upper() not in keys) or (f.branch and s.record.display_branch != f.branch)
                 or (f.repo and f.repo not in (s.record.repo, s.record.repo.removeprefix("path:")))
-                or (f.pr is not None and f.pr not in s.prs)):
+                or (f.prs and not any(n in s.prs for n in f.prs))):
             continue
         for p in s.parts:
             day = local_date(p.bucket, f.tz)
@@ -251,21 +251,27 @@ def test_rows_plus_unattributed_are_the_totals(records: list[AnyRecord], by: str
     assert {r.key: figures_of(r) for r in full.rows} == {k: figures(v) for k, v in by_key.items() if k is not None}
     assert figures_of(full.unattributed) == figures(by_key.get(None, []))
     assert figures_of(full.total) == figures(pairs)
-    # costliest first (then by key)
-    assert [(r.cost, r.key) for r in full.rows] == sorted(((r.cost, r.key) for r in full.rows),
-                                                          key=lambda ck: (-ck[0], ck[1]))
+    # time groupings in time order; the rest costliest first (then by key)
+    if by in ("day", "week", "month"):
+        assert [r.key for r in full.rows] == sorted(r.key for r in full.rows)
+    else:
+        assert [(r.cost, r.key) for r in full.rows] == sorted(((r.cost, r.key) for r in full.rows),
+                                                              key=lambda ck: (-ck[0], ck[1]))
 
     folded = top(full, n)
     assert_adds_up(folded)
     assert_json_adds_up(folded)
     assert folded.total is full.total and folded.unattributed is full.unattributed
     if n and len(full.rows) > n:
-        assert [r.key for r in folded.rows[:n]] == [r.key for r in full.rows[:n]]
+        costliest = sorted(full.rows, key=lambda r: (-r.cost, r.key))
+        top_n, folded_in = costliest[:n], costliest[n:]
+        # the N costliest, in the report's own order (time order for days, weeks, months)
+        assert [r.key for r in folded.rows[:n]] == [r.key for r in full.rows if r in top_n]
         rest = folded.rows[-1]
         assert len(folded.rows) == n + 1 and rest.key == f"({len(full.rows) - n} more)"
-        assert figures_of(rest) == tuple(_fold(figures_of(r) for r in full.rows[n:]))
-        assert set(rest.commits) == {c for r in full.rows[n:] for c in r.commits}
-        assert rest.prs == {p for r in full.rows[n:] for p in r.prs}
+        assert figures_of(rest) == tuple(_fold(figures_of(r) for r in folded_in))
+        assert set(rest.commits) == {c for r in folded_in for c in r.commits}
+        assert rest.prs == {p for r in folded_in for p in r.prs}
     else:
         assert folded.rows == full.rows
 
@@ -299,7 +305,7 @@ def test_filters_only_remove(records: list[AnyRecord], tz: tzinfo) -> None:
     spends = visible(records)
     everything = {r.key: r for r in rollup(spends, "issue", Filters(tz=tz)).rows}
     for f in (Filters(issue="PROJ-1", tz=tz), Filters(branch="main", tz=tz), Filters(repo="acme/app", tz=tz),
-              Filters(pr=1, tz=tz), Filters(since=date(2026, 11, 1), until=date(2026, 11, 30), tz=tz)):
+              Filters(prs=(1,), tz=tz), Filters(since=date(2026, 11, 1), until=date(2026, 11, 30), tz=tz)):
         for row in rollup(spends, "issue", f).rows:
             assert row.key in everything and row.cost <= everything[row.key].cost
             assert row.requests <= everything[row.key].requests
@@ -411,7 +417,7 @@ def test_table_and_tree_fit_80_columns(records: list[AnyRecord], by: str, keys: 
     for text in (table, tree):
         too_wide = [line for line in text.splitlines() if cell_len(line) > 80]
         assert not too_wide
-    assert table.splitlines()[0].split()[1:] == ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Time"]
+    assert table.splitlines()[0].split()[1:] == ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Span"]
     assert "$12,345.68+?!" in table  # the figures are never the ones cut short
     assert all(line == line.rstrip() for line in table.splitlines())
 

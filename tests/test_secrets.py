@@ -83,6 +83,7 @@ def test_no_command_ever_writes_or_prints_a_secret(tmp_path: Path, env_dirs: dic
             # The real work, with everything reachable.
             assert run("install").returncode == 0
             assert run("init", "--no-install").returncode == 0
+            assert run("trust").returncode == 0 and run("trust", "--list").returncode == 0
             assert run("sessions", "--format", "json").returncode == 0
             assert run("base").returncode == 0
             assert run(*HOOK).returncode == 0

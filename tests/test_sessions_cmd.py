@@ -147,7 +147,7 @@ def test_unpriced_requests_are_named_in_json_and_on_stderr(env_dirs: dict[str, P
     assert by_tool["codex"]["unpriced_models"] == {"(no model recorded)": 1}
     assert data["totals"]["unpriced_models"] == {"(no model recorded)": 1, "acme-coder-1": 2}
     assert data["totals"]["unpriced_requests"] == 3
-    assert ("+? 3 request(s) of unknown models are not priced: acme-coder-1 (2), (no model recorded) (1)"
+    assert ("+? 3 requests of unknown models are not priced: acme-coder-1 (2), (no model recorded) (1)"
             in result.stderr)
 
 
@@ -185,8 +185,8 @@ def test_the_residual_is_a_row_of_the_table(recorded_session: ClaudeSessionWrite
     out = run().stdout
     lines = out.splitlines()
     row = next(i for i, line in enumerate(lines) if line.startswith(recorded_session.session_id[:8]))
-    assert lines[row].rstrip().endswith("$0.0523")  # no ~: Claude Code's own figure
-    assert "↳ residual" in lines[row + 1] and lines[row + 1].rstrip().endswith("+$0.0133")
+    assert lines[row].rstrip().endswith("$0.05")  # no ~: Claude Code's own figure
+    assert "↳ residual" in lines[row + 1] and lines[row + 1].rstrip().endswith("+$0.01")
     assert "within session, not attributable to a line" in " ".join(out.split())
     assert max(len(line) for line in lines) <= 80
 

@@ -4,7 +4,7 @@ Each check is a small function returning a Section of Findings; the command prin
 JSON) and exits 1 when any finding is a failure, so CI can run it too. Doctor changes nothing
 it inspects (only the scan's own parse cache is refreshed): the local ledger is opened read-only
 (the store itself would convert a 0.1 file and move a damaged one aside), the memory API is read
-once with a short deadline, and secrets are shown masked, never whole.
+once with a short deadline, and a key is shown as `set (N chars)`, none of its characters.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 import sys
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from costattr.config import Config
 from costattr.errors import CostattrError
 from costattr.gitctx import GitContext
 from costattr.models import UsageEvent
+from costattr.secrets import describe_secret
 
 if TYPE_CHECKING:
     from costattr.ledger.base import Ledger
@@ -57,12 +59,6 @@ class Section:
 
     def add(self, status: Status, text: str, fix: str | None = None, details: Iterable[str] = ()) -> None:
         self.findings.append(Finding(status, text, fix, list(details)))
-
-
-def mask_secret(value: str) -> str:
-    """Enough of a secret to recognise it, never enough to use it: `sk-t…(24 chars)`."""
-    shown = value[:4] if len(value) >= 16 else ""  # a short secret shows nothing of itself
-    return f"{shown}…({len(value)} chars)"
 
 
 def _plural(n: int, word: str) -> str:
@@ -108,21 +104,32 @@ def check_config(git: GitContext | None) -> tuple[Config, Section]:
 # Transcripts
 
 
+SKIPPED_SHOWN = 3  # unreadable lines listed without -v
+
+
 def check_transcripts(git: GitContext | None, cfg: Config, verbose: bool = False) -> Section:
     from costattr.output import progress_bar
     from costattr.pipeline import priced_scan
+    from costattr.scan import ScanCache
 
     section = Section("Transcripts")
+    # doctor changes nothing: an existing parse cache speeds it up, a missing one is not created.
     with progress_bar("scanning transcripts") as bar:
-        result, _table = priced_scan(mode=cfg.pricing.mode, discount=cfg.pricing.discount, progress=bar)
+        result, _table = priced_scan(mode=cfg.pricing.mode, discount=cfg.pricing.discount, progress=bar,
+                                     use_cache=ScanCache().path.exists())
     for tool, roots in result.looked_in.items():
         _tool_finding(section, tool, roots, [f.size for f in result.files if f.tool == tool],
                       [ev for ev in result.events if ev.tool == tool])
     _unpriced_finding(section, result.events)
     if result.stats.skipped_lines:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(result.stats.skipped_reasons.items(), key=lambda kv: -kv[1]))
+        where = result.stats.skipped_where
+        shown = where if verbose else where[:SKIPPED_SHOWN]
+        more = result.stats.skipped_lines - len(shown)
+        details = shown + ([f"+{more} more (`costattr -v doctor` lists {'them' if verbose else 'up to 200'})"]
+                           if more > 0 else [])
         section.add("info", f"{_plural(result.stats.skipped_lines, 'unreadable line')} skipped ({reasons})",
-                    details=result.stats.skipped_where if verbose else result.stats.skipped_where[:3])
+                    details=details)
     if git is not None:
         _work_tree_finding(section, git, result.events)
     return section
@@ -179,7 +186,7 @@ def check_ledger(git: GitContext | None, cfg: Config) -> Section:
         section.add("fail", e.message, e.hint)
         return section
     chosen = ("COSTATTR_LEDGER" if os.environ.get(ENV_BACKEND, "").strip()
-              else str(cfg.source) if cfg.source and cfg.ledger.backend != "json" else "the default")
+              else str(cfg.source) if cfg.source and "backend" in cfg.ledger.model_fields_set else "the default")
     section.add("info", f"backend: {name} (from {chosen})")
     store = _local_ledger(section, git, cfg)
     shared = None
@@ -243,20 +250,26 @@ def _local_ledger(section: Section, git: GitContext | None, cfg: Config) -> Any:
 
 
 def _api_settings(cfg: Config) -> dict[str, Any]:
-    ledger = cfg.ledger
-    return {"api_url": ledger.api_url, "api_user": ledger.api_user, "api_path": ledger.api_path,
-            "notes_ref": ledger.notes_ref, "api_timeout": REACH_TIMEOUT_S}
+    # shared_settings carries where the settings came from: the trust check needs it.
+    from costattr.ledger.select import shared_settings
+
+    settings = shared_settings(cfg)
+    settings.setdefault("api_timeout", REACH_TIMEOUT_S)
+    return settings
 
 
 def _memory_api(section: Section, git: GitContext | None, cfg: Config) -> Ledger | None:
     from costattr.ledger.memory_api import ENV_KEY, RemoteAuthError
-    from costattr.ledger.select import open_backend
+    from costattr.ledger.select import UntrustedBackend, open_backend
 
     key = os.environ.get(ENV_KEY, "").strip()
     if key:
-        section.add("info", f"{ENV_KEY}: {mask_secret(key)}")
+        section.add("info", f"{ENV_KEY}: {describe_secret(key)}")
     try:
         ledger = open_backend("memory-api", git.workdir if git else None, _api_settings(cfg))
+    except UntrustedBackend as e:  # not a fault: the user has not decided yet (nothing was sent)
+        section.add("warn", e.message, e.hint)
+        return None
     except CostattrError as e:
         section.add("fail", e.message, e.hint)
         return None
@@ -314,7 +327,7 @@ def _unused_api_key(section: Section) -> None:
 
     key = os.environ.get(ENV_KEY, "").strip()
     if key:
-        section.add("info", f"{ENV_KEY} is set ({mask_secret(key)}) but the backend is json, so it is not used",
+        section.add("info", f"{ENV_KEY} is {describe_secret(key)} but the backend is json, so it is not used",
                     "export COSTATTR_LEDGER=memory-api (with COSTATTR_API_URL and COSTATTR_API_USER) to share")
 
 
@@ -336,7 +349,9 @@ def _waiting(section: Section, store: Any, shared: Ledger | None, repo: str | No
         if target != current and n:
             name = target.rsplit("-", 1)[0]
             section.add("warn", f"{_plural(n, 'record')} waiting for {label} (not the backend configured here)",
-                        f"`costattr sync --ledger {name}` sends them")
+                        f"`costattr sync --ledger {name}` sends them once it is configured again; "
+                        f"`costattr sync --forget-target {target}` drops them (an old URL: the spend "
+                        "stays in this machine's ledger)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,11 +479,49 @@ def check_install() -> Section:
     section.add("info", f"costattr {__version__} on Python {sys.version.split()[0]} ({sys.executable})")
     section.add("info", f"state (ledger, cache, log): {paths.costattr_home()}")
     log = logs.log_path()
-    if log.is_file():
+    if log.is_file() and not log.is_symlink():
         # Where the hook writes what it could not print; the path is the useful part, not the text.
         last = time.strftime("%Y-%m-%d %H:%M", time.localtime(log.stat().st_mtime))
         section.add("info", f"costattr's log (errors the hook could not show): {log}, last written {last}")
+    _state_files(section, paths.costattr_home())
     return section
+
+
+def _state_files(section: Section, home: Path) -> None:
+    """COSTATTR_HOME writable and private, and no symlink where costattr keeps a file: costattr
+    never follows one (and leaves it there), so doctor names each, every time."""
+    if not home.is_dir():
+        return  # the first run creates it, 0700
+    if not os.access(home, os.W_OK | os.X_OK):
+        section.add("fail", f"{home} is not writable: commits record nothing",
+                    "make it writable, or point COSTATTR_HOME at a writable directory")
+    mode = stat.S_IMODE(home.stat().st_mode)
+    if mode & 0o077:
+        section.add("warn", f"{home} is open to other users (mode {mode:o})",
+                    f"chmod 700 {home} (costattr's next run does it)")
+    links: list[str] = []
+    loose: list[str] = []
+    stack = [str(home)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        links.append(entry.path)
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    if stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode) & 0o077:
+                        loose.append(entry.path)
+        except OSError as e:
+            section.add("warn", f"cannot look inside {e.filename}: {e.strerror or e}")
+    for link in sorted(links):
+        section.add("warn", f"{link} is a symlink: costattr never follows one for its own files, so it is not used",
+                    f"remove {link} (costattr left it as it is)")
+    if loose:
+        section.add("warn", f"{len(loose)} {'entry' if len(loose) == 1 else 'entries'} in {home} open to other users",
+                    "chmod 600 the files and 700 the folders (costattr tightens its own when it next writes them)",
+                    details=sorted(loose)[:5])
 
 
 def run_checks(verbose: bool = False) -> list[Section]:

@@ -14,14 +14,18 @@ import click
 
 
 @click.command("hook-impl", hidden=True)
+@click.option("--visible-failure", is_flag=True,
+              help="Exit 1 when the spend was not recorded (pre-commit then shows Failed and the reason; "
+                   "git ignores a post-commit hook's exit status, so the commit stands either way).")
 @click.argument("hook", type=click.Choice(["post-commit", "post-rewrite"]))
 @click.argument("args", nargs=-1)
-def command(hook: str, args: tuple[str, ...]) -> None:
+def command(visible_failure: bool, hook: str, args: tuple[str, ...]) -> None:
     """Run the work of git hook HOOK (installed hooks call this)."""
     if hook == "post-commit":
-        from costattr.commands.upload import command as upload
+        from costattr.commands.upload import record_for_hook
 
-        upload.main(["--hook"], standalone_mode=False)
+        if not record_for_hook() and visible_failure:
+            raise SystemExit(1)
         return
     try:
         moved = post_rewrite(sys.stdin.read())
@@ -31,7 +35,7 @@ def command(hook: str, args: tuple[str, ...]) -> None:
 
         where = log_exception("post-rewrite (hook)")
         reason = e.message if isinstance(e, CostattrError) else f"{type(e).__name__}: {e}"
-        click.echo(f"costattr: rewritten commits not followed ({' '.join(reason.split())}); details in {where}",
+        click.echo(f"costattr: rewritten commits not followed ({' '.join(reason.split())}); {where.note}",
                    err=True)
         return
     if moved:

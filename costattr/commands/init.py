@@ -23,6 +23,7 @@ from costattr.config import CONFIG_FILE, LEDGER_ENV, PYPROJECT, LedgerBackend, l
 from costattr.errors import CostattrError
 from costattr.fsutil import atomic_write_bytes
 from costattr.gitctx import GitContext
+from costattr.secrets import strip_userinfo
 
 INSTALL_MODULE = "costattr.commands.install"
 _PLAIN_KEY = re.compile(r"^[A-Z][A-Z0-9]+-[0-9]+$")
@@ -85,7 +86,7 @@ def ledger_choice(env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
         for env_name, key in (("COSTATTR_API_URL", "api_url"), ("COSTATTR_API_USER", "api_user")):
             value = env.get(env_name, "").strip()
             if value:
-                extra[key] = value
+                extra[key] = strip_userinfo(value)  # never a password in a committed file
     return backend, extra
 
 

@@ -95,7 +95,7 @@ def _rich_table(rows: list[tuple[str, ModelPrice]]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    grid = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"{UNIT} (fast: multiplier)", title_justify="left")
     grid.add_column("model", overflow="fold")
     for name in ("input", "output", "write 5m", "write 1h", "read", "fast"):
         grid.add_column(name, justify="right", no_wrap=True)

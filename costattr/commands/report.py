@@ -12,8 +12,10 @@ from costattr.commands.options import date_range
 from costattr.report.rollup import GROUPINGS
 
 if TYPE_CHECKING:
+    from costattr.config import Config
     from costattr.ledger.base import Ledger
     from costattr.ledger.store import ReadResult
+    from costattr.report import rollup as rollup_t
 
 LEDGER_CHOICES = ("json", "memory-api", "git-notes")
 
@@ -23,19 +25,26 @@ LEDGER_CHOICES = ("json", "memory-api", "git-notes")
 @date_range
 @click.option("--issue", help="Only spend linked to this issue key.")
 @click.option("--branch", help="Only spend on this branch.")
-@click.option("--repo", help="Only this repository (owner/name).")
-@click.option("--pr", type=int, help="Only spend linked to this pull request.")
+@click.option("--repo", help="Only this repository: owner/name, or a path to its work tree "
+                             "(default inside a repository: that repository).")
+@click.option("--all-repos", is_flag=True, help="Every repository in the ledger, not only this one.")
+@click.option("--pr", "prs", type=click.IntRange(min=1), multiple=True,
+              help="Only spend linked to this pull request (repeatable: any of them).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
-@click.option("--top", type=click.IntRange(min=0), default=0, help="Only the N costliest rows (the rest folded).")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the N costliest rows (the rest folded).")
 @click.option("--tree", is_flag=True, help="Drill down: row -> sessions -> commits, with shares of the parent.")
 @click.option("--ledger", type=click.Choice(LEDGER_CHOICES), help="Read this backend instead of the configured one.")
+@click.option("--strict", is_flag=True,
+              help="Fail when the shared ledger cannot be read (default: say so and report the local ledger).")
 def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, issue: str | None,
-            branch: str | None, repo: str | None, pr: int | None, fmt: str, top: int, tree: bool,
-            ledger: str | None) -> None:
+            branch: str | None, repo: str | None, all_repos: bool, prs: tuple[int, ...], fmt: str, top: int | None,
+            tree: bool, ledger: str | None, strict: bool) -> None:
     """Roll the ledger up: cost, tokens, cache hit rate, sessions, commits and PRs per row.
 
-    Rows plus `unattributed` (spend with no key for this grouping) add up to the total.
+    Rows plus `unattributed` (spend with no key for this grouping) add up to the total. Inside a
+    repository the report covers that repository (`--all-repos` for everything in the ledger).
+    Time groupings (day, week, month) are in time order, the others costliest first.
 
     \b
     Example:
@@ -43,17 +52,20 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
       costattr report --by day --since 2026-11-01 --tz Europe/Berlin
       costattr report --by pr --format markdown
       costattr report --issue PROJ-123 --by session --tree
+      costattr report --all-repos --by repo
     """
     from costattr.config import load_config
-    from costattr.ledger import open_configured
+    from costattr.errors import CostattrError
     from costattr.ledger.view import visible
     from costattr.output import echo_json, note
     from costattr.report import budget, render, rollup
 
-    workdir = _workdir()
+    if since and until and since > until:
+        raise CostattrError(f"--since {since} is after --until {until}: no day can match both",
+                            hint="swap them, or leave one out")
+    workdir, here = _where()
     cfg = load_config(workdir)
-    source = open_configured(cfg, workdir, ledger)
-    read = source.read()
+    source, read = read_ledger(cfg, workdir, ledger, strict=strict)
     announce(source, read, "the rest is reported")
     spends = visible(read.records)
     if not spends:
@@ -66,9 +78,14 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
         if fmt == "json":
             echo_json(rollup.rollup([], by).as_json())
         return
-    filters = rollup.Filters(since=since, until=until, issue=issue, branch=branch, repo=repo, pr=pr, tz=tz)
+    scope = None if all_repos else (_repo_id(repo) if repo else here)
+    filters = rollup.Filters(since=since, until=until, issue=issue, branch=branch, repo=scope, prs=prs, tz=tz)
     roll = rollup.rollup(spends, by, filters, budget.budget_lookup(cfg.budgets))
-    roll = rollup.top(roll, top)
+    if top is not None:
+        roll = rollup.top(roll, top)
+    if not roll.total.requests:
+        note(f"costattr: no spend matched {_described(filters, repo, all_repos)}"
+             + ("; `--all-repos` shows every repository in the ledger" if scope and scope == here else ""))
     price_date = max((s.record.prices for s in spends if s.record.prices), default=None)
     if fmt == "json":
         echo_json(roll.as_json())
@@ -80,6 +97,61 @@ def command(by: str, since: date | None, until: date | None, tz: tzinfo | None, 
         click.echo(render.render_tree(roll, price_date), nl=False)
     else:
         render.render_table(roll, price_date)
+
+
+def read_ledger(cfg: Config, workdir: Path | None, ledger: str | None, *, strict: bool) -> tuple[Ledger, ReadResult]:
+    """The configured (or `--ledger`) backend's records. A shared backend that cannot be read is
+    replaced, with one line on stderr, by this machine's own ledger, unless `strict`."""
+    from costattr.errors import RemoteError
+    from costattr.ledger import open_configured
+    from costattr.output import note
+    from costattr.record import local_store
+
+    source = open_configured(cfg, workdir, ledger)
+    try:
+        return source, source.read()
+    except RemoteError as e:
+        if strict or source.name == "json":
+            raise
+        local = local_store(cfg, workdir)
+        note(f"costattr: the {source.label} could not be read ({' '.join(e.message.split())}); "
+             f"showing this machine's local ledger instead (`--ledger json` says so quietly, --strict fails)")
+        return local, local.read()
+
+
+def _described(filters: rollup_t.Filters, repo: str | None, all_repos: bool) -> str:
+    said = [f"--{name} {value}" for name, value in (("issue", filters.issue), ("branch", filters.branch),
+                                                     ("since", filters.since), ("until", filters.until)) if value]
+    said += [f"--pr {n}" for n in filters.prs]
+    if filters.repo and not all_repos:
+        said.append(f"--repo {repo}" if repo else f"this repository ({filters.repo})")
+    return ", ".join(said) or "anything"
+
+
+def _where() -> tuple[Path | None, str | None]:
+    """The work tree we are in (None outside one) and its repository id."""
+    from costattr import gitctx
+    from costattr.errors import NotAGitRepo
+
+    try:
+        git = gitctx.discover(Path.cwd())
+    except NotAGitRepo:
+        return None, None  # reports work anywhere; only per-repo config needs a repository
+    return git.workdir, git.repo_id
+
+
+def _repo_id(value: str) -> str:
+    """`--repo`: owner/name as given, or the repository at a path (any repository, remote or not)."""
+    from costattr import gitctx
+    from costattr.errors import NotAGitRepo
+
+    path = Path(value).expanduser()
+    if path.exists():
+        try:
+            return gitctx.discover(path).repo_id
+        except NotAGitRepo:
+            pass
+    return value
 
 
 def announce(source: Ledger, read: ReadResult, rest: str) -> None:
@@ -94,10 +166,4 @@ def announce(source: Ledger, read: ReadResult, rest: str) -> None:
 
 
 def _workdir() -> Path | None:
-    from costattr import gitctx
-    from costattr.errors import NotAGitRepo
-
-    try:
-        return gitctx.discover(Path.cwd()).workdir
-    except NotAGitRepo:
-        return None  # reports work anywhere; only per-repo config needs a repository
+    return _where()[0]

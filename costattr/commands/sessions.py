@@ -14,7 +14,7 @@ import click
 from costattr.cli import verbose
 from costattr.commands.options import date_range
 from costattr.models import ScanStats, SessionCost, UsageEvent, to_json_money
-from costattr.output import console, echo_json, fmt_tokens, fmt_usd, note, progress_bar, unpriced_note
+from costattr.output import TABLE_WIDTH, console, echo_json, fmt_tokens, fmt_usd, note, progress_bar, unpriced_note
 from costattr.pipeline import in_range, priced_scan
 from costattr.sessions import SessionSummary, Spend, Totals, summarize, totals
 from costattr.sources import SOURCES
@@ -87,22 +87,28 @@ def _print_table(sessions: list[SessionSummary], total: Spend, price_date: str) 
         out.print("No sessions found.")
         return
     caption = f"prices as of {price_date}; ~ = estimated from list prices"
+    if total.unpriced_requests:
+        caption += "; +N? = N requests of unknown models, not priced (not in the cost)"
     if total.residual is not None:
         caption += f"; {RESIDUAL_LABEL}: {RESIDUAL_MEANING}"
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=0, show_edge=False, show_footer=True,
               caption=caption, caption_justify="left")
+    # 80 columns fit the figures with short names; a wider terminal gives its room to the names.
+    extra = max(0, out.width - TABLE_WIDTH)
+    id_width = 36 if extra >= 40 else 8
+    extra -= 28 if id_width == 36 else 0
     t.add_column("Session", no_wrap=True, min_width=8, footer="Total")
     t.add_column("Last", no_wrap=True, min_width=11, footer=f"{len(sessions)} sess.")
     t.add_column("Tool", no_wrap=True, min_width=6)
-    t.add_column("Project", no_wrap=True, overflow="ellipsis", max_width=10)
-    t.add_column("Models", no_wrap=True, overflow="ellipsis", max_width=11)
+    t.add_column("Project", no_wrap=True, overflow="ellipsis", max_width=10 + extra // 2)
+    t.add_column("Models", no_wrap=True, overflow="ellipsis", max_width=11 + extra - extra // 2)
     t.add_column("Tokens", justify="right", no_wrap=True, min_width=6, footer=fmt_tokens(total.tokens.total))
     t.add_column("Cache", justify="right", no_wrap=True, min_width=5, footer=f"{total.tokens.cache_pct():.0f}%")
     t.add_column("Cost", justify="right", no_wrap=True, min_width=12,
                  footer=_cost_cell(total, total.cost, total.authoritative))
     for s in sessions:
         t.add_row(
-            s.session_id[:8],
+            s.session_id[:id_width],
             s.last_ts[5:16].replace("T", " "),
             s.tool,
             Path(s.cwd).name or s.cwd,

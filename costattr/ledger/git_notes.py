@@ -17,14 +17,30 @@ Decisions:
 - The notes are this repository's: only records whose repository is this one are written here
   (see `scope`; `add` refuses any other, whoever the caller), so pushing them never carries
   another repository's branch names or messages.
-- Local writes go through pygit2 and a compare-and-swap ref update (libgit2 refuses when the
-  ref moved since we read it), retried, under a lock file shared by all worktrees.
+- Notes trees are handled by git's own notes code, never by ours: `git notes merge`, `git gc` and
+  other tools fan a big tree out (`ab/cdef…`, deeper past 65,536 notes), and costattr 0.1, which
+  edited the tree itself, filed a new note flat beside the fan-out subtrees, where libgit2's lookup
+  no longer finds it. Reading is one pass: `git notes list` (git's own walk, any fan-out, non-note
+  entries ignored, duplicate notes of one commit concatenated) then each blob read once; never a
+  lookup per note (0.1: 23 s for 5,000 notes). Writing is libgit2's `create_note`, which files a
+  note inside the fan-out subtree its name falls in.
+- Writes are compare-and-swap: `create_note` runs on a private ref started at the tip we read,
+  and the notes ref is then moved from that tip to the result in one checked update (libgit2
+  refuses when the ref moved since we read it; we start again). `git notes add` has no such check
+  and can silently drop a concurrent writer's note; a lock file shared by all worktrees also
+  serialises costattr's own writers.
 - Network (fetch / push) and merging shell out to git, so credential helpers, SSH agents and
   `actions/checkout`'s auth just work. The remote notes are fetched into a scratch ref
-  (`refs/notes/remotes/<remote>/costattr`), merged with cat_sort_uniq, then pushed without force;
-  a non-fast-forward rejection repeats fetch→merge→push. A forced fetch straight into
-  refs/notes/costattr is never used: it would throw away notes not yet pushed.
-- The hook only writes locally (no network on commit); `costattr sync` exchanges with the remote.
+  (`refs/notes/remotes/<remote>/costattr`), merged with cat_sort_uniq, then pushed without force.
+  A push that loses a race (non-fast-forward, or the remote's ref locked by another push: "failed
+  to update ref" with git's "cannot lock ref …", "incorrect old value provided") is retried from
+  the fetch with jittered exponential backoff, and if it keeps losing, the message names that
+  cause. Only a refusal (a pre-receive hook, push rules) is reported as "remote rejected", and
+  never retried.
+  A forced fetch straight into refs/notes/costattr is never used: it would throw away notes not
+  yet pushed.
+- The hook only writes locally (no network on commit); `costattr sync` exchanges with the remote,
+  and `read_remote` lets it check what the remote holds afterwards.
 """
 
 from __future__ import annotations
@@ -36,9 +52,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pygit2
@@ -48,12 +64,19 @@ from costattr.errors import CostattrError, NotAGitRepo, RemoteError
 from costattr.ledger.memory_api import RemoteUnavailable
 from costattr.ledger.records import AnyRecord, RecordError, SetAside, SpendRecord, cap, from_json, union
 from costattr.ledger.store import ReadResult
+from costattr.secrets import redact
 
 DEFAULT_REF = "refs/notes/costattr"
 MERGE_STRATEGY = "cat_sort_uniq"
 LOCK_TIMEOUT_S = 5.0
 WRITE_TRIES = 8  # compare-and-swap retries when someone else moves the notes ref
-SYNC_TRIES = 5  # fetch→merge→push rounds before giving up on a busy remote
+# fetch→merge→push rounds before giving up on a busy remote. Every round lets at least one of the
+# competing pushes through, so N clones syncing at once need at most N rounds; jitter makes it far
+# fewer. The pauses between rounds grow to BACKOFF_CAP_S (about 12 s in all, at worst).
+SYNC_TRIES = 10
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 2.0
+WORK_REF_PREFIX = "refs/costattr/writing/"  # private refs of writes in progress (never pushed)
 GIT_NETWORK_TIMEOUT_S = 120.0
 GIT_LOCAL_TIMEOUT_S = 60.0
 NOTES_MESSAGE = "Notes added by costattr"
@@ -63,7 +86,13 @@ _GIT_ENV_TO_DROP = (
     "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
     "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_NAMESPACE", "GIT_QUARANTINE_PATH",
 )
-_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+# What git (local or remote) says when a ref update lost a race with another update: worth a retry.
+_CONTENTION = re.compile(
+    r"cannot lock ref|unable to lock|failed to lock|could not lock|incorrect old value"
+    r"|is at [0-9a-f]+ but expected|\.lock'?: File exists|unable to create '[^']*\.lock'",
+    re.IGNORECASE,
+)
+_T = TypeVar("_T")
 
 Progress = Callable[[str], None]
 
@@ -166,43 +195,7 @@ def merge_note(existing: str, incoming: Iterable[AnyRecord]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# Trees (a notes ref is a commit whose tree maps commit ids to blobs, flat or fanned out "ab/cdef…")
-
-
-def _find_note_path(tree: pygit2.Tree | None, hexsha: str) -> list[str] | None:
-    if tree is None:
-        return None
-    if hexsha in tree:
-        return [hexsha]
-    head, rest = hexsha[:2], hexsha[2:]
-    if len(hexsha) > 2 and head in tree:
-        sub = tree[head]
-        if isinstance(sub, pygit2.Tree):
-            found = _find_note_path(sub, rest)
-            return [head, *found] if found else None
-    return None
-
-
-def _blob_text(tree: pygit2.Tree, parts: list[str]) -> str:
-    obj: pygit2.Object = tree
-    for part in parts:
-        obj = obj[part]  # type: ignore[index]
-    return obj.data.decode("utf-8", "replace")  # type: ignore[attr-defined]
-
-
-def _with_blob(repo: pygit2.Repository, tree: pygit2.Tree | None, parts: list[str], blob: pygit2.Oid) -> pygit2.Oid:
-    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
-    if len(parts) == 1:
-        builder.insert(parts[0], blob, pygit2.enums.FileMode.BLOB)
-    else:
-        sub = tree[parts[0]] if tree is not None and parts[0] in tree else None
-        sub_tree = sub if isinstance(sub, pygit2.Tree) else None
-        builder.insert(parts[0], _with_blob(repo, sub_tree, parts[1:], blob), pygit2.enums.FileMode.TREE)
-    return builder.write()
-
-
-# ----------------------------------------------------------------------------------------------
-# git binary
+# git binary, retries
 
 
 def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -215,12 +208,38 @@ def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def mask_secrets(text: str) -> str:
     """git's stderr may quote a remote URL with a token in it."""
-    return _URL_USERINFO.sub(r"\1****@", text)
+    return redact(text)
 
 
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return mask_secrets(lines[-1]) if lines else ""
+
+
+def _git_says(stderr: str, pattern: re.Pattern[str] | None = None) -> str:
+    """The line of git's stderr worth quoting (the first matching `pattern`, else the last), without
+    the `remote:` / `error:` prefixes the server and git add."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    picked = next((ln for ln in lines if pattern is not None and pattern.search(ln)), lines[-1] if lines else "")
+    for prefix in ("remote:", "error:", "fatal:"):
+        picked = picked.removeprefix(prefix).strip()
+    return mask_secrets(picked)
+
+
+def _pause(attempt: int, *, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> None:
+    """Exponential backoff with full jitter: competing writers that collided once spread out
+    instead of colliding again in step."""
+    time.sleep(random.uniform(base, min(cap, base * 2**attempt)))
+
+
+class _Busy(Exception):
+    """A ref update lost a race (another push or fetch held or moved the ref): try the round again."""
+
+    def __init__(self, what: str, cause: str, retry_hint: str) -> None:
+        super().__init__(cause)
+        self.what = what  # "push rejected", "fetch not done"...
+        self.cause = cause  # for people: why, in git's words
+        self.retry_hint = retry_hint
 
 
 class GitNotesLedger:
@@ -269,13 +288,36 @@ class GitNotesLedger:
     # -- read -------------------------------------------------------------------------------------
 
     def read(self) -> ReadResult:
+        return self._read_ref(self.ref)
+
+    def read_remote(self, remote: str = "origin", *, max_tries: int = SYNC_TRIES) -> ReadResult:
+        """What `remote` holds now: its notes fetched (into the scratch ref only) and read."""
+        self._check_remote(remote)
+        scratch = scratch_ref(self.ref, remote)
+        env = git_env()
+        fetched = _retrying(lambda: self._fetch(remote, scratch, env), max_tries, None,
+                            f"could not fetch {self.ref} from {remote}")
+        return self._read_ref(scratch) if fetched else ReadResult()
+
+    def _read_ref(self, ref: str) -> ReadResult:
+        """Every record under the notes ref `ref`, in one pass over its tree."""
         out = ReadResult()
-        if self.repo.references.get(self.ref) is None:
+        if self.repo.references.get(ref) is None:
             return out
+        result = self._git(["notes", "--ref", ref, "list"], timeout=GIT_LOCAL_TIMEOUT_S, env=git_env())
+        if result.returncode != 0:
+            raise CostattrError(f"cannot read the notes {ref} in {self.cwd}: {_last_line(result.stderr)}",
+                                hint=f"check `git notes --ref {ref} list` here")
         found: list[AnyRecord] = []
         v1: list[tuple[dict[str, Any], str]] = []
-        for note in self.repo.notes(self.ref):  # type: ignore[call-arg]  # stubs lag: ref is accepted
-            found += parse_note(note.message, out.set_aside, f"{self.ref} note on {note.annotated_id}", v1)
+        for line in result.stdout.splitlines():
+            blob, _, annotated = line.partition(" ")
+            try:
+                data = self.repo[blob].data  # type: ignore[attr-defined]
+            except (KeyError, ValueError):
+                out.set_aside.add("a note whose blob is missing", f"{ref} note on {annotated}")
+                continue
+            found += parse_note(data.decode("utf-8", "replace"), out.set_aside, f"{ref} note on {annotated}", v1)
         found += v1_records_of(newest_v1(v1), out.set_aside)
         out.records = union(found)
         return out
@@ -297,11 +339,12 @@ class GitNotesLedger:
                 hint="a per-repository ledger holds only its own repository's records (this is a costattr bug)",
             )
         with self._locked():
+            self._sweep_work_refs()
             groups = self._group_by_commit(batch)
             for attempt in range(WRITE_TRIES):
                 if self._write_once(groups):
                     return
-                time.sleep(0.01 * (2**attempt) * (0.5 + random.random()))
+                _pause(attempt, base=0.01)
         raise CostattrError(
             f"{self.ref} kept changing while costattr wrote to it ({WRITE_TRIES} tries)",
             hint="another program is writing notes right now; `costattr sync` will try again",
@@ -356,30 +399,61 @@ class GitNotesLedger:
             return pygit2.Signature("costattr", "costattr@localhost")
 
     def _write_once(self, groups: dict[str, list[AnyRecord]]) -> bool:
-        """One read-modify-write of the notes ref; False when it moved under us (retry)."""
+        """One compare-and-swap write of the notes ref; False when it moved under us (retry).
+
+        libgit2's `create_note` places each note (inside the fan-out subtree its name falls in),
+        but it builds on whatever the ref holds when it runs: so it runs on a private ref that
+        starts at the tip we read, and only the final move of the notes ref, checked against that
+        tip, makes the change visible. One notes commit per write, whatever the number of notes.
+        """
         ref = self.repo.references.get(self.ref)
-        parent = self.repo[ref.target].peel(pygit2.Commit) if ref is not None else None
-        tree = parent.tree if parent is not None else None
-        for sha, records in groups.items():
-            path = _find_note_path(tree, sha)
-            existing = _blob_text(tree, path) if tree is not None and path else ""
-            text = merge_note(existing, records)
-            if text == existing:
-                continue
-            blob = self.repo.create_blob(text.encode())
-            tree = self.repo[_with_blob(self.repo, tree, path or [sha], blob)].peel(pygit2.Tree)
-        if tree is None or (parent is not None and tree.id == parent.tree.id):
-            return True  # nothing changed
+        base = ref.target if ref is not None else None
+        work = f"{WORK_REF_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+        if base is not None:
+            self.repo.references.create(work, base)
         sig = self._signature()
-        commit = self.repo.create_commit(None, sig, sig, NOTES_MESSAGE, tree.id, [parent.id] if parent else [])
         try:
-            if ref is None:
-                self.repo.references.create(self.ref, commit, force=False)
-            else:
-                ref.set_target(commit, "costattr: notes add")  # fails if the ref moved since we read it
-        except (pygit2.GitError, pygit2.AlreadyExistsError):
-            return False
-        return True
+            for sha, records in groups.items():
+                existing = self._note_text(work, sha) if base is not None else ""
+                text = merge_note(existing, records)
+                if text != existing:
+                    self.repo.create_note(text, sig, sig, sha, work, True)
+            done = self.repo.references.get(work)
+            if done is None or done.target == base:
+                return True  # every line was there already
+            tree = done.peel(pygit2.Commit).tree_id
+            commit = self.repo.create_commit(None, sig, sig, NOTES_MESSAGE, tree, [base] if base is not None else [])
+            try:
+                if ref is None:
+                    self.repo.references.create(self.ref, commit, force=False)
+                else:
+                    ref.set_target(commit, "costattr: notes add")  # refused if the ref moved since we read it
+            except (pygit2.GitError, pygit2.AlreadyExistsError):
+                return False
+            return True
+        finally:
+            with suppress(KeyError, pygit2.GitError):
+                self.repo.references.delete(work)
+
+    def _note_text(self, ref: str, sha: str) -> str:
+        try:
+            return self.repo.lookup_note(sha, ref).message
+        except KeyError:  # NotFoundError: no note on that commit yet
+            return ""
+
+    def _sweep_work_refs(self) -> None:
+        """Drop the private refs of writers that died mid-write (a SIGKILLed hook): they only pin
+        unreachable notes commits. A live writer's ref (its pid runs) is left alone."""
+        folder = self._common_dir() / WORK_REF_PREFIX
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        for name in names:
+            pid = name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with suppress(KeyError, pygit2.GitError):
+                    self.repo.references.delete(f"{WORK_REF_PREFIX}{name}")
 
     # -- sync -------------------------------------------------------------------------------------
 
@@ -408,6 +482,13 @@ class GitNotesLedger:
         ref = self.repo.references.get(name)
         return str(ref.target) if ref is not None else None
 
+    def _check_remote(self, remote: str) -> None:
+        if remote not in self.repo.remotes.names():
+            raise CostattrError(
+                f"{self.cwd} has no remote named {remote!r}",
+                hint="pass --remote NAME (see `git remote -v`)",
+            )
+
     def sync(self, remote: str = "origin", *, max_tries: int = SYNC_TRIES,
              progress: Progress | None = None) -> list[str]:
         """Exchange notes with `remote`: fetch into the scratch ref, merge, push; returns what it did."""
@@ -418,14 +499,11 @@ class GitNotesLedger:
             if progress is not None:
                 progress(message)
 
-        if remote not in self.repo.remotes.names():
-            raise CostattrError(
-                f"{self.cwd} has no remote named {remote!r}",
-                hint="pass --remote NAME (see `git remote -v`)",
-            )
+        self._check_remote(remote)
         env = self._identity_env()
         scratch = scratch_ref(self.ref, remote)
-        for attempt in range(1, max_tries + 1):
+
+        def one_round() -> None:
             fetched = self._fetch(remote, scratch, env)
             if fetched:
                 say(f"fetched {self.ref} from {remote}")
@@ -435,21 +513,17 @@ class GitNotesLedger:
             local = self._target(self.ref)
             if local is None:
                 say("no local notes to push")
-                return done
+                return
             # The scratch ref says what the remote holds only when this round fetched it: after the
             # remote lost its notes (deleted, reset) it still names what an earlier fetch found.
             if fetched and local == self._target(scratch):
                 say(f"{remote} is up to date")
-                return done
-            if self._push(remote, env):
-                say(f"pushed {self.ref} to {remote}")
-                return done
-            say(f"push rejected: {remote} moved meanwhile; fetching again ({attempt}/{max_tries})")
-            time.sleep(0.05 * attempt * (0.5 + random.random()))
-        raise RemoteUnavailable(
-            f"could not push {self.ref} to {remote}: it kept moving ({max_tries} tries)",
-            hint="others are pushing notes right now; run `costattr sync` again",
-        )
+                return
+            self._push(remote, env)
+            say(f"pushed {self.ref} to {remote}")
+
+        _retrying(one_round, max_tries, say, f"could not push {self.ref} to {remote}")
+        return done
 
     def _fetch(self, remote: str, scratch: str, env: dict[str, str]) -> bool:
         """Fetch the remote's notes into the scratch ref; False when the remote has none."""
@@ -462,6 +536,10 @@ class GitNotesLedger:
             return True
         if "couldn't find remote ref" in result.stderr:
             return False
+        if _CONTENTION.search(result.stderr):  # another sync in a worktree of this repository is fetching
+            raise _Busy("fetch not done",
+                        f"{scratch} is being updated by another fetch here ({_git_says(result.stderr, _CONTENTION)})",
+                        "another `costattr sync` or `git fetch` in this repository is running; try again")
         raise RemoteUnavailable(
             f"cannot fetch {self.ref} from {remote}: {_last_line(result.stderr) or 'git fetch failed'}",
             hint=f"check that `git fetch {remote}` works here (network, credentials)",
@@ -482,27 +560,77 @@ class GitNotesLedger:
         if self._target(self.ref) != before:
             say(f"merged into {self.ref} ({MERGE_STRATEGY})")
 
-    def _push(self, remote: str, env: dict[str, str]) -> bool:
-        """Push without force; False on a non-fast-forward rejection (the caller fetches again)."""
+    def _push(self, remote: str, env: dict[str, str]) -> None:
+        """Push without force. A lost race raises _Busy (the caller fetches, merges, pushes again);
+        a refusal raises RemoteError, anything else RemoteUnavailable."""
         result = self._git(
             ["push", "--porcelain", "--no-verify", remote, f"{self.ref}:{self.ref}"],
             timeout=GIT_NETWORK_TIMEOUT_S, env=env,
         )
         if result.returncode == 0:
-            return True
-        status = [ln for ln in result.stdout.splitlines() if ln.startswith("!")]
-        if status and "[rejected]" in status[0]:
-            return False
-        reason = status[0].split("\t")[-1] if status else _last_line(result.stderr)
-        if status and "[remote rejected]" in status[0]:
-            raise RemoteError(
-                f"{remote} refused {self.ref}: {mask_secrets(reason)}",
-                hint="the server may block notes refs (push rules, branch protection); ask for refs/notes/* access",
+            return
+        status = next((ln for ln in result.stdout.splitlines() if ln.startswith("!")), "")
+        reason = status.split("\t")[-1] if status else ""
+        if "[rejected]" in status:  # (fetch first) / (non-fast-forward): someone pushed since our fetch
+            raise _Busy("push rejected", f"{remote} moved meanwhile ({reason.removeprefix('[rejected] ').strip('()')})",
+                        "others are pushing notes right now; run `costattr sync` again")
+        rejected = "[remote rejected]" in status
+        if rejected and "declined" not in reason and (_CONTENTION.search(reason) or _CONTENTION.search(result.stderr)):
+            # The server's ref lock was held by a concurrent push: git answers "failed to update
+            # ref" (or, on some hosts, "cannot lock ref" / "incorrect old value provided") and its
+            # stderr says which lock, or which old value no longer matched.
+            cause = _git_says(result.stderr, _CONTENTION) if _CONTENTION.search(result.stderr) else reason
+            raise _Busy(
+                "push not accepted", f"ref-lock contention on {remote} ({cause})",
+                f"other pushes kept {self.ref} locked on {remote}; run `costattr sync` again (if nobody else is "
+                f"pushing, a lock left by a crashed push on the server, `{self.ref}.lock`, must be removed there)",
             )
-        raise RemoteUnavailable(
-            f"cannot push {self.ref} to {remote}: {mask_secrets(reason) or 'git push failed'}",
-            hint=f"check that `git push {remote}` works here (network, credentials)",
-        )
+        # What the server said (a pre-receive hook's own words) is the useful part of stderr.
+        said = _git_says("\n".join(ln for ln in result.stderr.splitlines() if ln.startswith("remote:")))
+        detail = f": {said}" if said and said not in reason else ""
+        if rejected and "failed to update ref" in reason:  # not a lock: the server could not write it
+            raise RemoteUnavailable(f"{remote} could not update {self.ref} ({mask_secrets(reason)}){detail}",
+                                    hint="the server failed while writing the ref (disk, permissions); "
+                                         f"try again, or ask {remote}'s admins")
+        if rejected:
+            raise RemoteError(
+                f"{remote} refused {self.ref} ({mask_secrets(reason)}){detail}",
+                hint="the server refuses notes refs (a pre-receive hook, push rules, branch protection); "
+                     "ask for push access to refs/notes/*",
+            )
+        if not status and _CONTENTION.search(result.stderr):
+            raise _Busy("push not accepted", f"ref-lock contention ({_git_says(result.stderr, _CONTENTION)})",
+                        "others are pushing notes right now; run `costattr sync` again")
+        why = mask_secrets(reason) or _last_line(result.stderr) or "git push failed"
+        raise RemoteUnavailable(f"cannot push {self.ref} to {remote}: {why}",
+                                hint=f"check that `git push {remote}` works here (network, credentials)")
+
+
+def _retrying(action: Callable[[], _T], max_tries: int, say: Progress | None, failure: str) -> _T:
+    """Run `action`, again after a jittered pause each time it lost a race (_Busy), at most
+    `max_tries` times; then RemoteUnavailable naming the last cause."""
+    attempt = 1
+    while True:
+        try:
+            return action()
+        except _Busy as busy:
+            if attempt >= max_tries:
+                raise RemoteUnavailable(f"{failure} in {max_tries} tries: {busy.cause}", hint=busy.retry_hint,
+                                        reason=busy.cause) from None
+            if say is not None:
+                say(f"{busy.what}: {busy.cause}; fetching again ({attempt}/{max_tries})")
+            _pause(attempt)
+            attempt += 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 def add_fetch_refspec(repo_path: Path | str, remote: str = "origin", ref: str = DEFAULT_REF) -> bool:

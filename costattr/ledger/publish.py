@@ -7,17 +7,25 @@ batch. A run killed anywhere, a backend down for a week, a URL changed meanwhile
 in the store, and the next run sends them; sending one twice is harmless (a union by id).
 
 There is no outbox of copies and no pending list to lose: the records themselves are the outbox.
+
+The hook never publishes over the network itself: for a backend in BACKGROUND_BACKENDS it hands
+the records to the background publisher (costattr/ledger/publisher.py) and returns at once.
+Backends that live on this machine (git notes: a local ref, pushed only by `costattr sync`) are
+written by the hook directly.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from costattr import logs
 from costattr.errors import CostattrError
 from costattr.ledger.base import Ledger
 from costattr.ledger.store import LocalStore
+
+BACKGROUND_BACKENDS = frozenset({"memory-api"})  # reached over the network: never from a commit
 
 
 def target_id(ledger: Ledger) -> str:
@@ -44,9 +52,13 @@ def waiting(store: LocalStore, ledger: Ledger, repo: str | None) -> int:
     return len(records)
 
 
-def publish(store: LocalStore, ledger: Ledger, repo: str | None) -> PublishResult:
+def publish(store: LocalStore, ledger: Ledger, repo: str | None, *,
+            background_from: Path | None = None) -> PublishResult:
     """Send `ledger` the records it has not received (for a per-repository backend: `repo`'s only).
 
+    `background_from`: the hook's work tree. A backend reached over the network then gets the
+    records from the background publisher started there, and this returns without waiting
+    (ok unless the last background run for this backend failed: its line is the answer).
     Never raises for a backend failure: the records keep waiting, and the answer says why.
     """
     from costattr.ledger.memory_api import RemoteAuthError, RemoteUnavailable
@@ -55,6 +67,8 @@ def publish(store: LocalStore, ledger: Ledger, repo: str | None) -> PublishResul
     scope = repo if ledger.scope == "repository" else None
     records, top = store.unsent(target, scope)
     label = ledger.label
+    if background_from is not None and ledger.name in BACKGROUND_BACKENDS:
+        return _hand_off(store, ledger, len(records), background_from)
     if not records:
         return PublishResult(True, f"{label}: up to date")
     try:
@@ -77,6 +91,24 @@ def publish(store: LocalStore, ledger: Ledger, repo: str | None) -> PublishResul
     return PublishResult(True, f"{label}: published {plural(len(records), 'record')}", sent=len(records))
 
 
+def _hand_off(store: LocalStore, ledger: Ledger, count: int, workdir: Path) -> PublishResult:
+    """The hook's side of background publishing: mark the work tree as waiting (the hook starts
+    the publisher once it is done with the ledger: `hookfast.start_publisher`). No network."""
+    from costattr import hookfast
+    from costattr.ledger.publisher import last_failure
+
+    if not count:
+        hookfast.set_waiting(workdir, False)
+        return PublishResult(True, f"{ledger.label}: up to date")
+    hookfast.set_waiting(workdir, True)
+    _register(store, target_id(ledger), ledger, None)
+    failed = last_failure(ledger)
+    if failed:
+        return PublishResult(False, f"last background try: {failed}; trying again in the background", waiting=count)
+    return PublishResult(True, f"{ledger.label}: {plural(count, 'record')} publishing in the background",
+                         waiting=count)
+
+
 def _label(ledger: Ledger) -> str:
     return f"{ledger.label}: {ledger.describe()}"
 
@@ -84,8 +116,12 @@ def _label(ledger: Ledger) -> str:
 def _register(store: LocalStore, target: str, ledger: Ledger, scope: str | None) -> None:
     """Make a backend that has never received anything known to the store (its mark stays where
     it is, 0 for a new one), so `costattr sync` and `doctor` name the records waiting for it even
-    once the configuration points elsewhere. Best effort: the records wait either way."""
+    once the configuration points elsewhere. Best effort: the records wait either way.
+    A backend known already is not written again: a write changes the ledger file, which makes the
+    next hook leave its fast path."""
     try:
+        if any(known == target for known, _label_, _waiting in store.targets()):
+            return
         store.mark_sent(target, 0, _label(ledger), scope)
     except CostattrError as e:
         logs.log(f"could not note {ledger.label} as waiting: {e.message}")

@@ -34,13 +34,17 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from costattr import paths
 from costattr.errors import CostattrError, LedgerCorrupt
-from costattr.fsutil import move_aside
+from costattr.fsutil import SQLITE_COMPANIONS, move_aside, private_file
 from costattr.ledger.records import AnyRecord, RecordError, SetAside, SpendRecord, _canonical, from_json
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 SCHEMA_VERSION = 2
 STORE_NAME = "ledger.sqlite"
@@ -127,7 +131,25 @@ class LocalStore:
             self._conn = conn
             self._check_version(conn)
             return conn
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path, SQLITE_COMPANIONS)  # 0600 before SQLite makes it (-wal/-shm copy it); no symlink
+        # Opening (and creating, and moving damage aside) happens under one short lock: a hook
+        # that meets a damaged file moves it and its -wal/-shm aside while no other process can
+        # open the path, so none creates a fresh ledger beside a stale -wal, or moves aside the
+        # fresh ledger another hook just started. Reads and writes after opening need no lock.
+        from filelock import Timeout
+
+        try:
+            with self._open_lock():
+                return self._connect_locked()
+        except Timeout:
+            raise self._busy() from None
+
+    def _open_lock(self) -> FileLock:
+        from costattr.fsutil import lock
+
+        return lock(self.path.with_name(self.path.name + ".open-lock"), self.timeout)
+
+    def _connect_locked(self) -> sqlite3.Connection:
         existed = self.path.exists() and self.path.stat().st_size > 0
         self._opened = self.path.stat().st_ino if existed else None
         try:
@@ -155,14 +177,14 @@ class LocalStore:
             if "locked" in str(e) or "busy" in str(e):
                 raise self._busy() from None
             if existed and _is_damage(e):
-                raise self._set_aside(e) from None
+                raise self._set_aside(e, locked=True) from None
             raise CostattrError(f"cannot use the ledger {self.path}: {e}",
                                 hint="check that COSTATTR_HOME is writable and not full") from None
         except sqlite3.DatabaseError as e:
             conn.close()
             if not existed:
                 raise
-            raise self._set_aside(e) from None
+            raise self._set_aside(e, locked=True) from None
         except BaseException:
             conn.close()
             raise
@@ -204,21 +226,34 @@ class LocalStore:
             hint=f"the spend is recorded by the next hook, nothing is lost ({ENV_LOCK_TIMEOUT} sets the wait)",
         )
 
-    def _set_aside(self, error: Exception) -> LedgerCorrupt:
+    def _set_aside(self, error: Exception, *, locked: bool = False) -> LedgerCorrupt:
+        """Move the damaged file aside (`locked`: the open lock is held already)."""
+        from filelock import Timeout
+
         reason = " ".join(str(error).split())[:200]
         try:
-            # Another hook that met the same damage may have moved it aside and started a fresh
-            # ledger at this path already: that one is healthy and stays.
-            if self._opened is not None and self.path.stat().st_ino != self._opened:
-                raise FileNotFoundError(self.path)
-            kept = move_aside(self.path)
-        except FileNotFoundError:
-            kept = None
+            if locked:
+                kept = self._move_damaged()
+            else:
+                with self._open_lock():
+                    kept = self._move_damaged()
+        except Timeout:
+            kept = None  # someone holds the path: the next run meets the damage again, if it is still there
         return LedgerCorrupt(
             f"the ledger {self.path} could not be read ({reason})" + (f"; it was moved to {kept}" if kept else ""),
             hint="a fresh ledger is started; the damaged copy is kept for inspection",
             path=self.path, kept=kept,
         )
+
+    def _move_damaged(self) -> Path | None:
+        # Another hook that met the same damage may have moved it aside and started a fresh
+        # ledger at this path already: that one is healthy and stays.
+        try:
+            if self._opened is not None and self.path.stat().st_ino != self._opened:
+                return None
+            return move_aside(self.path)
+        except FileNotFoundError:
+            return None
 
     def _raise_if_damaged(self, error: sqlite3.DatabaseError) -> None:
         """Damage met after opening (a page deep in the file, read by a later statement): the

@@ -21,6 +21,7 @@ from costattr.fsutil import atomic_write_bytes
 from costattr.pricing import embedded_table, load_table, stored_table_path
 from costattr.pricing.litellm import MODES, catalogue, complete_from, convert_row, placement
 from costattr.pricing.table import ModelPrice, PriceFile, PriceTable
+from costattr.secrets import strip_userinfo
 
 DEFAULT_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 DEFAULT_TIMEOUT = 10.0
@@ -37,7 +38,8 @@ def update_table(url: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Pr
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise CostattrError(f"{url} is not valid JSON ({e})", f"{keep}; is the URL a LiteLLM price file?") from e
-    price_file = build_price_file(data, source=url, today=_today(), fallback=embedded_table(), keep=keep)
+    price_file = build_price_file(data, source=strip_userinfo(url), today=_today(), fallback=embedded_table(),
+                                  keep=keep)
     path = stored_table_path()
     try:
         atomic_write_bytes(path, dump_price_file(price_file))

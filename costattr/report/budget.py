@@ -59,7 +59,8 @@ def crossed_budgets(store: LocalStore, new: Iterable[SpendRecord], budgets: Any,
             added = (sum((r.cost for r in new if _key(by, r) == key), Decimal(0))
                      - sum((r.cost for r in absorbed if _key(by, r) == key), Decimal(0)))
             if now > budget >= now - added:
-                lines.append(f"budget: {by} {key} is now {fmt_usd(now)}, over its {fmt_usd(budget)} budget")
+                lines.append(f"budget: {by} {key} is now {fmt_usd(now, precise=True)}, "
+                             f"over its {fmt_usd(budget, precise=True)} budget")
     return lines
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from costattr.markdown import md_escape
-from costattr.output import TABLE_WIDTH, console, fmt_tokens, fmt_usd, unpriced_note
+from costattr.output import console, fmt_tokens, fmt_usd, unpriced_note
 from costattr.report.rollup import Rollup, Row, day_of, pct
 
 
@@ -48,10 +48,10 @@ def _cells(row: Row, tz: tzinfo | None = None) -> list[str]:
     ]
 
 
-HEADERS = ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Time"]
+HEADERS = ["Cost", "Tokens", "Cache", "Sess", "Cmts", "Last", "Span"]
 _KEY_HEADERS = {"pr": "PR"}  # groupings whose heading is not just the name capitalised
-KEY_MAX_WIDTH = 26  # on a wide terminal; narrower when the other columns need the room
 KEY_MIN_WIDTH = 8
+SPAN_NOTE = "Span: first to last request (spans overlap, so they do not add up)"
 COLUMN_GAP = 2  # what SIMPLE_HEAD without edges puts between two columns (padding + divider)
 
 
@@ -71,9 +71,11 @@ def _footnotes(roll: Rollup, price_date: str | None, unpriced_models: Mapping[st
     the unknown models when the caller has them (already escaped for markdown)."""
     notes = ["~ estimated from list prices" + (f" as of {price_date}" if price_date else "")]
     if roll.total.unpriced_requests:
-        notes.append(unpriced_note(roll.total.unpriced_requests, unpriced_models))
+        notes.append(unpriced_note(roll.total.unpriced_requests,
+                                   roll.total.unpriced_models if unpriced_models is None else unpriced_models))
     if any(r.over_budget for r in roll.rows):
         notes.append("! over budget")
+    notes.append(SPAN_NOTE)
     return notes
 
 
@@ -96,7 +98,7 @@ def render_table(roll: Rollup, price_date: str | None = None) -> None:
                   enumerate(zip(HEADERS, footer, strict=True)))
     room = out.width - figures - COLUMN_GAP * len(HEADERS)
     longest = max([len(roll.by), len("Total"), *(cell_len(k) for k, _, _ in body)])
-    key_width = max(KEY_MIN_WIDTH, min(KEY_MAX_WIDTH, room, longest))
+    key_width = max(KEY_MIN_WIDTH, min(room, longest))
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False, show_footer=True,
               caption="; ".join(_footnotes(roll, price_date)), caption_justify="left")
     t.add_column(key_header(roll.by), no_wrap=True, overflow="ellipsis", max_width=key_width, footer="Total")
@@ -119,12 +121,15 @@ def render_markdown(roll: Rollup, price_date: str | None = None) -> str:
     lines = [f"| {key_header(roll.by)} | " + " | ".join(HEADERS) + " |",
              "|---|" + "|".join("---:" if h != "Last" else "---" for h in HEADERS) + "|"]
     for row in roll.rows:
-        lines.append("| " + " | ".join([md_escape(row.key), *_cells(row, roll.tz)]) + " |")
+        # A file, not a comment the bot signs: no zero-width spaces against @mentions here.
+        lines.append("| " + " | ".join([md_escape(row.key, mentions=False), *_cells(row, roll.tz)]) + " |")
     if roll.unattributed.requests:
         lines.append("| _unattributed_ | " + " | ".join(_cells(roll.unattributed, roll.tz)) + " |")
     lines.append("| **Total** | " + " | ".join(f"**{c}**" for c in _cells(roll.total, roll.tz)) + " |")
     lines.append("")
-    lines.append("_" + "; ".join(_footnotes(roll, md_escape(price_date) if price_date else None)) + "_")
+    models = {md_escape(m, mentions=False): n for m, n in roll.total.unpriced_models.items()}
+    lines.append("_" + "; ".join(_footnotes(roll, md_escape(price_date, mentions=False) if price_date else None,
+                                            models)) + "_")
     return "\n".join(lines) + "\n"
 
 
@@ -155,13 +160,15 @@ def render_csv(roll: Rollup) -> str:
 
 
 def render_tree(roll: Rollup, price_date: str | None = None) -> str:
-    """key -> sessions -> records, each with its share of its parent (ncdu-style)."""
+    """key -> sessions -> records, each with its share of its parent (ncdu-style), as wide as
+    the terminal."""
+    width = console().width
     lines: list[str] = []
     total = roll.total.cost
     rows = roll.rows + ([roll.unattributed] if roll.unattributed.requests else [])
     for row in rows:
         head = f"{_cost(row):>11} {pct(row.cost, total):5.1f}%  "  # flags (+?, !) as in the table
-        lines.append(head + fit(row.key, max(TABLE_WIDTH - len(head), KEY_MIN_WIDTH)))
+        lines.append(head + fit(row.key, max(width - len(head), KEY_MIN_WIDTH)))
         # A record may reach a row in several parts (by day, by model): one line per record.
         by_session: dict[str, dict[str, list[Any]]] = defaultdict(dict)
         for spend, cost in row.parts:
@@ -186,6 +193,6 @@ def render_tree(roll: Rollup, price_date: str | None = None) -> str:
                     label += " (backfilled)"
                 stem = "   " if last_s else "│  "
                 head = f"{fmt_usd(cost):>11} {pct(cost, s_cost):5.1f}%  {stem}{'└─' if j == len(segs) - 1 else '├─'} "
-                lines.append(head + fit(label, max(TABLE_WIDTH - len(head), KEY_MIN_WIDTH)))
+                lines.append(head + fit(label, max(width - len(head), KEY_MIN_WIDTH)))
     lines.append(f"{fmt_usd(total, roll.total.estimated):>11} 100.0%  total")
     return "\n".join(lines) + "\n"

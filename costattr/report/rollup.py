@@ -24,6 +24,7 @@ from costattr.models import Tokens, to_json_money
 GROUPINGS = ("issue", "pr", "branch", "session", "commit", "model", "day", "week", "month",
              "author", "repo", "host", "tool")
 _PER_PART = frozenset({"model", "day", "week", "month"})
+_TIME = frozenset({"day", "week", "month"})
 
 
 @dataclass(slots=True)
@@ -176,7 +177,7 @@ class Filters:
     issue: str | None = None
     branch: str | None = None
     repo: str | None = None
-    pr: int | None = None
+    prs: tuple[int, ...] = ()  # any of them
     tz: tzinfo | None = None
 
     def keep(self, spend: Spend) -> bool:
@@ -186,7 +187,7 @@ class Filters:
             return False
         if self.repo and self.repo not in (spend.record.repo, display_repo(spend.record.repo)):
             return False
-        return self.pr is None or self.pr in spend.prs
+        return not self.prs or any(n in spend.prs for n in self.prs)
 
     @property
     def by_day(self) -> bool:
@@ -225,7 +226,9 @@ def _record_key(by: str, spend: Spend) -> str | None:
         case "issue":
             return spend.issue
         case "pr":
-            return f"#{min(spend.prs)}" if spend.prs else None
+            # Spend linked to several PRs is one row naming them all: every PR shows, and rows
+            # still add up to the total.
+            return " ".join(f"#{n}" for n in spend.prs) if spend.prs else None
         case "branch":
             return spend.branch
         case "session":
@@ -306,7 +309,8 @@ def rollup(
             first, last = _clip(spend, part)
             row_for(key).add(spend, (part,), first, last)
             total.add(spend, (part,), first, last)
-    ordered = sorted(rows.values(), key=lambda r: (-r.cost, r.key))
+    # Days, weeks and months read in time order (their keys sort as dates); the rest costliest first.
+    ordered = sorted(rows.values(), key=(lambda r: r.key) if by in _TIME else (lambda r: (-r.cost, r.key)))
     if budget_for is not None:
         for row in ordered:
             row.budget = budget_for(by, row.key)
@@ -317,10 +321,13 @@ def top(roll: Rollup, n: int) -> Rollup:
     """The N costliest rows; the rest folded into one row so the sums still add up."""
     if n <= 0 or len(roll.rows) <= n:
         return roll
+    costliest = sorted(roll.rows, key=lambda r: (-r.cost, r.key))
+    kept = {id(r) for r in costliest[:n]}
     rest = Row(f"({len(roll.rows) - n} more)")
-    for row in roll.rows[n:]:
+    for row in costliest[n:]:
         rest.absorb(row)
-    return Rollup(roll.by, roll.rows[:n] + [rest], roll.unattributed, roll.total, roll.tz)
+    # The kept rows stay in the report's order (time order for days, weeks, months).
+    return Rollup(roll.by, [r for r in roll.rows if id(r) in kept] + [rest], roll.unattributed, roll.total, roll.tz)
 
 
 def pct(part: Decimal, whole: Decimal) -> float:
