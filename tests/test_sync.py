@@ -239,7 +239,8 @@ def test_odd_session_ids_round_trip(api: FakeMemoryApi, env_dirs: dict[str, Path
     assert {r.session_id for r in remote(api).read().records.values()} == set(odd)
     # Nothing is named after a session on disk any more: the store is one SQLite file.
     names = {p.name for p in env_dirs["costattr_home"].rglob("*") if p.is_file()}
-    assert names <= {"ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", logs.log_path().name}
+    assert names <= {"ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm", "ledger.sqlite.open-lock",
+                     logs.log_path().name}
 
 
 def test_targets_are_registered_even_before_the_first_delivery(api: FakeMemoryApi) -> None:
