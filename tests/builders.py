@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -76,3 +78,12 @@ def store_with(records: Iterable[AnyRecord], path: Path | None = None) -> LocalS
     with store.write() as tx:
         tx.insert(list(records))
     return store
+
+
+def cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """`costattr ARGS` in a real process, as a user (or a hook) runs it; `ok`: it must exit 0."""
+    proc = subprocess.run([sys.executable, "-m", "costattr", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc

@@ -74,6 +74,14 @@ def _wait_publisher(api: FakeMemoryApi, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _use(api: FakeMemoryApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make `api` the shared backend, configured from the environment (no trust needed)."""
+    monkeypatch.setenv("COSTATTR_LEDGER", "memory-api")
+    monkeypatch.setenv("COSTATTR_API_URL", api.url)
+    monkeypatch.setenv("COSTATTR_API_USER", api.user)
+    monkeypatch.setenv("COSTATTR_API_KEY", API_KEY)
+
+
 def test_every_file_under_costattr_home_is_private_whatever_the_umask(
     repo: Path, home: Path, open_umask: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -81,10 +89,7 @@ def test_every_file_under_costattr_home_is_private_whatever_the_umask(
 
     api = FakeMemoryApi().start()
     try:
-        monkeypatch.setenv("COSTATTR_LEDGER", "memory-api")
-        monkeypatch.setenv("COSTATTR_API_URL", api.url)
-        monkeypatch.setenv("COSTATTR_API_USER", api.user)
-        monkeypatch.setenv("COSTATTR_API_KEY", API_KEY)
+        _use(api, monkeypatch)
         hook(capsys)
         _wait_publisher(api)  # its files (status, lock) too
         assert api.records()
@@ -201,10 +206,7 @@ def test_symlinked_state_cache_and_lock_files_are_never_followed(
     # A memory API the hook hands to the background publisher, whose lock is planted above.
     api = FakeMemoryApi().start()
     try:
-        monkeypatch.setenv("COSTATTR_LEDGER", "memory-api")
-        monkeypatch.setenv("COSTATTR_API_URL", api.url)
-        monkeypatch.setenv("COSTATTR_API_USER", api.user)
-        monkeypatch.setenv("COSTATTR_API_KEY", API_KEY)
+        _use(api, monkeypatch)
         started = time.monotonic()
         out = hook(capsys)
         assert time.monotonic() - started < 10, "a symlinked lock must not block the hook"

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from builders import cli
 from helpers_claude import append_claude, claude_line
 
 from costattr.testing.gitrepo import commit, git, make_repo
@@ -25,14 +26,6 @@ PRICE = {"in": Decimal(3), "out": Decimal(15), "cw": Decimal("3.75"), "cr": Deci
 
 def cost(out: int = 100) -> Decimal:
     return (10 * PRICE["in"] + out * PRICE["out"] + 1000 * PRICE["cw"] + 5000 * PRICE["cr"]) / 1_000_000
-
-
-def cli(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "costattr", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False)
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def report(cwd: Path, *args: str) -> dict:
