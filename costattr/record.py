@@ -289,13 +289,13 @@ def upload(
 
     try:
         with store.write() as tx:
-            new = _new_events(tx, where.repo, by_session, git)
+            new = new_events(tx, where.repo, by_session, git)
             opened = tx.open_on(where.repo, point.current) if point.sha is not None else []
             out.attribution = attribute(new, opened, point, find_issues, where, now=now, base_cutoff=cutoff)
-            _add_residuals(tx, where.repo, scanned, out.attribution)
+            add_residuals(tx, where.repo, scanned, out.attribution)
             out.label = _label(point, out.attribution)
-            out.links, out.new_prs = _links(tx, where.repo, point, out.attribution.records, wanted_prs, now)
-            out.links += _pr_link_records(scanned, by_session, git, where.repo, now)
+            out.links, out.new_prs = branch_links(tx, where.repo, point, out.attribution.records, wanted_prs, now)
+            out.links += pr_link_records(scanned, by_session, git, where.repo, now)
             out.rewrites = rewrite_records(tx, where.repo, [(old, git.head_sha) for old in git.rewritten_from
                                                             if git.head_sha], text(git.branch), text(git.head_message),
                                            find_issues, now)
@@ -333,7 +333,7 @@ def upload(
     return out
 
 
-def _new_events(tx: Transaction, repo: str, by_session: dict[str, list[UsageEvent]],
+def new_events(tx: Transaction, repo: str, by_session: dict[str, list[UsageEvent]],
                 git: GitContext) -> dict[str, list[UsageEvent]]:
     """The events no record covers yet, by session. A v1 watermark (a 0.1 ledger's last view of a
     session) covers what it held, once."""
@@ -364,7 +364,7 @@ def _legacy_applies(mark: tuple[str | None, str | None, str], repo: str, git: Gi
     return bool(cwd) and is_inside(cwd, git.worktrees or (git.workdir,))
 
 
-def _pr_link_records(scanned: WorkTreeScan, by_session: dict[str, list[UsageEvent]], git: GitContext, repo: str,
+def pr_link_records(scanned: WorkTreeScan, by_session: dict[str, list[UsageEvent]], git: GitContext, repo: str,
                      now: str) -> list[LinkRecord]:
     """Claude Code's `pr-link` records, as `upload --pr` would link them: the session's spend on the
     branch it was on, in this repository only (`prRepository` must name it)."""
@@ -393,7 +393,7 @@ def _branch_at(events: list[UsageEvent], ts: str | None) -> str | None:
 RESIDUAL_MODEL = "(within session, not attributable to a line)"
 
 
-def _add_residuals(tx: Transaction, repo: str, scanned: WorkTreeScan, attribution: Attribution) -> None:
+def add_residuals(tx: Transaction, repo: str, scanned: WorkTreeScan, attribution: Attribution) -> None:
     """Claude Code's own cost of a session (`cost-state`) covers calls no line shows (auxiliary
     models): the part of it above the session's priced lines is recorded, as it grows, on the
     session's newest record of this run, authoritative, never spread over the lines."""
@@ -421,7 +421,7 @@ def _label(point: CommitPoint, attribution: Attribution) -> str | None:
     return f"commit {point.sha[:7]}"
 
 
-def _links(tx: Transaction, repo: str, point: CommitPoint, new: list[SpendRecord], prs: list[int],
+def branch_links(tx: Transaction, repo: str, point: CommitPoint, new: list[SpendRecord], prs: list[int],
            now: str) -> tuple[list[LinkRecord], list[int]]:
     """Link records: `--pr` links every session's spend on the checked-out branch, now and later;
     a branch already linked links the sessions that newly spend on it."""
