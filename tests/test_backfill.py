@@ -1,0 +1,202 @@
+"""`costattr backfill` on a real history: branches created, commits made, one branch merged and
+deleted, one rebased, transcripts written during it by the generator. Every expected figure is
+the ground truth of the lines written (list price of the tokens each response carries), never
+read back from costattr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from costattr.models import Tokens
+from costattr.testing.gitrepo import git, make_repo
+from costattr.testing.transcripts import ClaudeSessionWriter
+
+# claude-sonnet-4-5 list prices per million tokens
+PRICE = {"input": Decimal(3), "output": Decimal(15), "cache_write_5m": Decimal("3.75"), "cache_read": Decimal("0.30")}
+T0 = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+
+
+def price(tokens: Tokens) -> Decimal:
+    return sum((Decimal(getattr(tokens, k)) * p for k, p in PRICE.items()), Decimal(0)) / 1_000_000
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "costattr", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def by_issue(repo: Path) -> dict[str, Decimal]:
+    doc = json.loads(cli("report", "--by", "issue", "--format", "json", cwd=repo).stdout)
+    out = {r["key"]: Decimal(str(r["cost_usd"])) for r in doc["rows"]}
+    if doc["unattributed"]["requests"]:
+        out["(unattributed)"] = Decimal(str(doc["unattributed"]["cost_usd"]))
+    return out
+
+
+def dated(repo: Path, when: datetime, *args: str) -> str:
+    """A git command whose commits are dated `when` (author and committer)."""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return git(repo, *args, env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+
+
+def commit_at(repo: Path, when: datetime, message: str) -> None:
+    (repo / f"{message.replace(' ', '-')}.txt").write_text(message + "\n", encoding="utf-8")  # no conflicts
+    git(repo, "add", "-A")
+    dated(repo, when, "commit", "-q", "--no-verify", "-m", message)
+
+
+@dataclass
+class Truth:
+    """What the test wrote, per issue key (or report label), as ground truth."""
+
+    cost: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+    def add(self, key: str, tokens: Tokens) -> None:
+        self.cost[key] += price(tokens)
+
+
+class Sessions:
+    """Transcript writers, one per session, each response dated and charged to a truth key."""
+
+    def __init__(self, projects: Path, cwd: Path, truth: Truth) -> None:
+        self.projects, self.cwd, self.truth = projects, cwd, truth
+        self.writers: dict[str, ClaudeSessionWriter] = {}
+
+    def say(self, session: str, branch: str | None, when: datetime, key: str, *, output: int = 400) -> None:
+        w = self.writers.get(session)
+        if w is None:
+            w = self.writers[session] = ClaudeSessionWriter(self.projects, session, str(self.cwd), branch=branch,
+                                                            start=when, seed=len(self.writers))
+        w.branch = branch
+        w.clock.now = when
+        resp = w.response(input=20, output=output, cache_write_5m=2000, cache_read=8000)
+        self.truth.add(key, resp.tokens)
+
+
+@pytest.fixture
+def history(tmp_path: Path, env_dirs: dict[str, Path]) -> tuple[Path, Truth, Sessions]:
+    """A month of work made before any hook: see the comments for what each request's truth is."""
+    repo = make_repo(tmp_path / "app", origin="git@github.com:acme/app.git")
+    truth = Truth()
+    s = Sessions(env_dirs["claude"] / "projects", repo, truth)
+    commit_at(repo, at(0), "initial")
+
+    # PROJ-1: two commits on a feature branch, merged into main with a merge commit, then deleted.
+    git(repo, "checkout", "-q", "-b", "feature/PROJ-1-login")
+    s.say("s1", "feature/PROJ-1-login", at(10), "PROJ-1")
+    s.say("s1", "feature/PROJ-1-login", at(20), "PROJ-1", output=900)
+    commit_at(repo, at(30), "login form")
+    s.say("s1", "feature/PROJ-1-login", at(40), "PROJ-1")
+    commit_at(repo, at(50), "login api")
+    s.writers["s1"].pr_link(7, "acme/app", ts=at(51).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    git(repo, "checkout", "-q", "main")
+    dated(repo, at(60), "merge", "-q", "--no-ff", "--no-edit", "feature/PROJ-1-login")
+    git(repo, "branch", "-q", "-D", "feature/PROJ-1-login")
+
+    # ENG-2: two commits, then main moves on and the branch is rebased onto it (new committer times).
+    git(repo, "checkout", "-q", "-b", "eng-2-cache")
+    s.say("s2", "eng-2-cache", at(70), "ENG-2")
+    commit_at(repo, at(80), "cache layer")
+    s.say("s2", "eng-2-cache", at(90), "ENG-2", output=1500)
+    s.say("s2", "eng-2-cache", at(95), "ENG-2")
+    commit_at(repo, at(100), "cache eviction")
+    git(repo, "checkout", "-q", "main")
+    s.say("s3", "main", at(105), "(main)")  # main's own work: no issue key anywhere
+    commit_at(repo, at(110), "fix typo in README")
+    git(repo, "checkout", "-q", "eng-2-cache")
+    dated(repo, at(120), "rebase", "-q", "main")
+    # ENG-2 spend after its last commit stays open on the branch (still ENG-2, by its name).
+    s.say("s2", "eng-2-cache", at(130), "ENG-2")
+
+    # Spend with nothing to tie it to: no branch recorded; a branch git never knew.
+    s.say("s4", None, at(140), "(unattributed)")
+    s.say("s5", "spike/never-pushed", at(150), "(unattributed)", output=50)
+    return repo, truth, s
+
+
+def expected(truth: Truth) -> dict[str, Decimal]:
+    out = dict(truth.cost)
+    # main's own spend has no issue key: `--by issue` shows it with the spend tied to no issue
+    out["(unattributed)"] += out.pop("(main)")
+    return out
+
+
+def test_backfill_reports_the_truth_per_issue_and_a_second_run_changes_nothing(history) -> None:  # type: ignore[no-untyped-def]
+    repo, truth, _s = history
+    first = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
+    assert first["sessions"] == 5
+    assert first["unattributed"].keys() == {"no branch recorded", "branch not in history"}
+    assert first["open"].keys() == {"eng-2-cache"}
+    assert first["links"] == 1
+    assert first["branches"]["feature/PROJ-1-login"] == "reflog"  # deleted: known from HEAD's reflog
+    report = by_issue(repo)
+    assert {k: report.get(k) for k in expected(truth)} == expected(truth)
+
+    # PR #7 (the transcript's pr-link) holds PROJ-1's spend; the tree marks backfilled records.
+    pr = json.loads(cli("report", "--by", "pr", "--format", "json", cwd=repo).stdout)
+    assert {r["key"]: Decimal(str(r["cost_usd"])) for r in pr["rows"]}["#7"] == truth.cost["PROJ-1"]
+    assert "(backfilled)" in cli("report", "--tree", cwd=repo).stdout
+
+    again = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
+    assert (again["requests"], again["sessions"]) == (0, 0)
+    assert by_issue(repo) == report
+
+
+def test_the_eng_branch_is_charged_to_its_rebased_commits(history) -> None:  # type: ignore[no-untyped-def]
+    repo, _truth, _s = history
+    cli("backfill", cwd=repo)
+    doc = json.loads(cli("report", "--by", "commit", "--format", "json", cwd=repo).stdout)
+    live = set(git(repo, "rev-list", "eng-2-cache").split())
+    eng = [r for r in doc["rows"] if "cache" in json.dumps(r)]
+    assert eng and all(any(r["key"].startswith(s[:7]) or s.startswith(r["key"][:7]) for s in live) for r in eng)
+
+
+def test_hook_after_backfill_adds_only_new_spend_and_the_reverse_order_gives_the_same_totals(  # type: ignore[no-untyped-def]
+        history, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, truth, s = history
+    cli("backfill", cwd=repo)
+    before = by_issue(repo)
+    cli("install", cwd=repo)
+    git(repo, "checkout", "-q", "main")
+    recent = datetime.now(UTC) - timedelta(minutes=5)
+    s.say("s6", "main", recent, "(main)")
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "after the hook"], cwd=repo, check=True,
+                   capture_output=True)
+    after = by_issue(repo)
+    new = sum(truth.cost.values()) - sum(before.values())
+    assert new > 0 and after == {**before, "(unattributed)": before["(unattributed)"] + new}
+    assert cli("backfill", "--format", "json", cwd=repo).stdout.count('"requests": 0') == 1
+
+    # The same transcripts, another ledger: the hook first (one more commit), then backfill.
+    monkeypatch.setenv("COSTATTR_HOME", str(tmp_path / "second-home"))
+    assert os.environ["COSTATTR_HOME"].endswith("second-home")
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "hook first"], cwd=repo, check=True,
+                   capture_output=True)
+    cli("backfill", cwd=repo)
+    reverse = by_issue(repo)
+    assert sum(reverse.values()) == sum(after.values()) == sum(truth.cost.values())
+
+
+def test_dry_run_writes_nothing(history) -> None:  # type: ignore[no-untyped-def]
+    repo, truth, _s = history
+    dry = json.loads(cli("backfill", "--dry-run", "--format", "json", cwd=repo).stdout)
+    assert dry["dry_run"] and Decimal(str(dry["cost_usd"])) == sum(truth.cost.values())
+    assert by_issue(repo) == {}
+    table = cli("backfill", "--dry-run", cwd=repo).stdout
+    assert "would record" in table and "unattributed: branch not in history" in table
