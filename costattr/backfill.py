@@ -222,8 +222,9 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
             # No checkout to link with --pr: branches already linked reach the new sessions on them.
             out.links, _ = branch_links(tx, where.repo, CommitPoint(None, None), out.attribution.records, [], now)
             out.links += pr_link_records(scanned, scanned.by_session, git, where.repo, now)
-            out.links = list({link.id: link for link in out.links}.values())
-            tx.insert([*out.attribution.records, *out.links])
+            tx.insert(out.attribution.records)
+            # Only the links the ledger lacked: a pr-link is seen again on every run.
+            out.links = [link for link in {link.id: link for link in out.links}.values() if tx.insert([link])]
             for sid, evs in new.items():
                 tx.cover(where.repo, sid, [key_hash(e.key) for e in evs])
             if dry_run:

@@ -146,7 +146,9 @@ def test_backfill_reports_the_truth_per_issue_and_a_second_run_changes_nothing(h
     assert first["links"] == 1
     assert first["branches"]["feature/PROJ-1-login"] == "reflog"  # deleted: known from HEAD's reflog
     report = by_issue(repo)
-    assert {k: report.get(k) for k in expected(truth)} == expected(truth)
+    assert report == expected(truth)
+    branches = json.loads(cli("report", "--by", "branch", "--format", "json", cwd=repo).stdout)
+    assert {r["key"]: Decimal(str(r["cost_usd"])) for r in branches["rows"]}["main"] == truth.cost["(main)"]
 
     # PR #7 (the transcript's pr-link) holds PROJ-1's spend; the tree marks backfilled records.
     pr = json.loads(cli("report", "--by", "pr", "--format", "json", cwd=repo).stdout)
@@ -154,17 +156,20 @@ def test_backfill_reports_the_truth_per_issue_and_a_second_run_changes_nothing(h
     assert "(backfilled)" in cli("report", "--tree", cwd=repo).stdout
 
     again = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
-    assert (again["requests"], again["sessions"]) == (0, 0)
+    assert (again["requests"], again["sessions"], again["links"]) == (0, 0, 0)
     assert by_issue(repo) == report
 
 
-def test_the_eng_branch_is_charged_to_its_rebased_commits(history) -> None:  # type: ignore[no-untyped-def]
-    repo, _truth, _s = history
+def test_a_rebased_branch_is_charged_to_its_commits_as_they_are_now(history) -> None:  # type: ignore[no-untyped-def]
+    repo, truth, _s = history
+    originals = set(git(repo, "log", "-g", "--format=%H", "HEAD").split()) - set(git(repo, "rev-list", "--all").split())
     cli("backfill", cwd=repo)
     doc = json.loads(cli("report", "--by", "commit", "--format", "json", cwd=repo).stdout)
-    live = set(git(repo, "rev-list", "eng-2-cache").split())
-    eng = [r for r in doc["rows"] if "cache" in json.dumps(r)]
-    assert eng and all(any(r["key"].startswith(s[:7]) or s.startswith(r["key"][:7]) for s in live) for r in eng)
+    eng = {r["key"]: Decimal(str(r["cost_usd"])) for r in doc["rows"] if r["related"] == ["ENG-2"]}
+    rebased = git(repo, "rev-list", "main..eng-2-cache").split()
+    assert originals and set(eng) == set(rebased) and not set(eng) & originals
+    # the last request is after the rebased tip: open, still ENG-2's
+    assert sum(eng.values()) < truth.cost["ENG-2"]
 
 
 def test_hook_after_backfill_adds_only_new_spend_and_the_reverse_order_gives_the_same_totals(  # type: ignore[no-untyped-def]
