@@ -19,7 +19,7 @@ import pytest
 
 from costattr.models import Tokens
 from costattr.testing.gitrepo import git, make_repo
-from costattr.testing.transcripts import ClaudeSessionWriter
+from costattr.testing.transcripts import ClaudeSessionWriter, CodexRolloutWriter
 
 # claude-sonnet-4-5 list prices per million tokens
 PRICE = {"input": Decimal(3), "output": Decimal(15), "cache_write_5m": Decimal("3.75"), "cache_read": Decimal("0.30")}
@@ -154,6 +154,8 @@ def test_backfill_reports_the_truth_per_issue_and_a_second_run_changes_nothing(h
     pr = json.loads(cli("report", "--by", "pr", "--format", "json", cwd=repo).stdout)
     assert {r["key"]: Decimal(str(r["cost_usd"])) for r in pr["rows"]}["#7"] == truth.cost["PROJ-1"]
     assert "(backfilled)" in cli("report", "--tree", cwd=repo).stdout
+    issues = json.loads(cli("report", "--by", "issue", "--format", "json", cwd=repo).stdout)
+    assert all(r["backfilled_usd"] == r["cost_usd"] for r in issues["rows"])
 
     again = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
     assert (again["requests"], again["sessions"], again["links"]) == (0, 0, 0)
@@ -186,7 +188,16 @@ def test_hook_after_backfill_adds_only_new_spend_and_the_reverse_order_gives_the
     after = by_issue(repo)
     new = sum(truth.cost.values()) - sum(before.values())
     assert new > 0 and after == {**before, "(unattributed)": before["(unattributed)"] + new}
-    assert cli("backfill", "--format", "json", cwd=repo).stdout.count('"requests": 0') == 1
+    assert json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)["requests"] == 0
+    # The next commit on eng-2-cache closes backfill's open record there, as any open record.
+    git(repo, "checkout", "-q", "eng-2-cache")
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "cache stats"], cwd=repo, check=True,
+                   capture_output=True)
+    assert by_issue(repo) == after
+    branches = json.loads(cli("report", "--by", "branch", "--format", "json", cwd=repo).stdout)
+    tip = git(repo, "rev-parse", "HEAD")
+    assert tip in next(r for r in branches["rows"] if r["key"] == "eng-2-cache")["commits"]
+    after = by_issue(repo)
 
     # The same transcripts, another ledger: the hook first (one more commit), then backfill.
     monkeypatch.setenv("COSTATTR_HOME", str(tmp_path / "second-home"))
@@ -205,3 +216,32 @@ def test_dry_run_writes_nothing(history) -> None:  # type: ignore[no-untyped-def
     assert by_issue(repo) == {}
     table = cli("backfill", "--dry-run", cwd=repo).stdout
     assert "would record" in table and "unattributed: branch not in history" in table
+
+
+def test_a_deleted_branch_is_found_from_its_merge_where_no_reflog_remembers_it(history, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from costattr.gitctx import branch_history
+
+    repo, _truth, _s = history
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))  # a clone's reflog starts at the clone
+    mine, theirs = branch_history(repo), branch_history(clone)
+    assert mine.evidence["feature/PROJ-1-login"] == "reflog" and theirs.evidence["feature/PROJ-1-login"] == "merged"
+    assert theirs.commits["feature/PROJ-1-login"] == mine.commits["feature/PROJ-1-login"]
+    assert [c.message.strip() for c in mine.commits["feature/PROJ-1-login"]][-2:] == ["login form", "login api"]
+
+
+def test_a_codex_session_goes_by_its_sessions_branch(tmp_path: Path, env_dirs: dict[str, Path]) -> None:
+    repo = make_repo(tmp_path / "app", origin="git@github.com:acme/app.git")
+    commit_at(repo, at(0), "initial")
+    git(repo, "checkout", "-q", "-b", "feature/ABC-9-export")
+    rollout = CodexRolloutWriter(env_dirs["codex"], cwd=str(repo), branch="feature/ABC-9-export", start=at(5))
+    rollout.turn()
+    rollout.token_count()
+    rollout.token_count(input=15000, cached=12000, output=700)
+    rollout.close()
+    commit_at(repo, at(30), "export to CSV")
+    git(repo, "checkout", "-q", "main")
+    cli("backfill", cwd=repo)
+    sessions = json.loads(cli("sessions", "--format", "json", cwd=repo).stdout)
+    spent = Decimal(str(sessions["totals"]["cost_usd"]))
+    assert spent > 0 and by_issue(repo) == {"ABC-9": spent}
