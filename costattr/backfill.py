@@ -36,7 +36,7 @@ from costattr.attribution import (
 )
 from costattr.config import Config
 from costattr.gitctx import BranchHistory, CommitInfo, GitContext, branch_history
-from costattr.ledger.records import DETACHED, LinkRecord, SpendRecord, cap, now_iso
+from costattr.ledger.records import DETACHED, LinkRecord, SpendRecord, cap, link_id, now_iso
 from costattr.ledger.store import LocalStore, key_hash
 from costattr.models import UsageEvent, to_json_money
 from costattr.record import (
@@ -54,6 +54,8 @@ NOT_IN_HISTORY = "branch not in history"
 
 # (stage, done, total): "history" once git is read, then "sessions" per session attributed.
 Progress = Callable[[str, int, int], None]
+# branches -> the pull requests whose head each is (GitHub, with a token; one request per branch)
+PullsByHead = Callable[[list[str]], dict[str, list[int]]]
 
 
 @dataclass
@@ -173,6 +175,18 @@ def attribute_history(
     return out
 
 
+def head_links(records: Sequence[SpendRecord], pulls: Mapping[str, Sequence[int]], repo: str,
+               now: str) -> list[LinkRecord]:
+    """Link records for the pull requests whose head is a branch the new records spent on: every
+    session with spend on the branch, as `upload --pr` links them (same ids)."""
+    sessions: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        if r.branch and r.branch != DETACHED and r.state != "unattributed":
+            sessions[r.branch].add(r.session_id)
+    return [LinkRecord(link_id(repo, sid, branch, n), sid, repo, branch, n, "backfill", now)
+            for branch in sorted(sessions) for n in pulls.get(branch, ()) for sid in sorted(sessions[branch])]
+
+
 def since_filter(events_by_session: Mapping[str, Sequence[UsageEvent]],
                  since: date | None) -> dict[str, list[UsageEvent]]:
     """Only the requests made on or after `since` (UTC day): earlier ones stay uncovered."""
@@ -190,8 +204,9 @@ def since_filter(events_by_session: Mapping[str, Sequence[UsageEvent]],
 
 def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run: bool = False,
              now: str | None = None, store: LocalStore | None = None, progress: Progress | None = None,
-             history: BranchHistory | None = None) -> BackfillResult:
-    """Attribute and write (nothing with `dry_run`) the requests no record covers yet."""
+             history: BranchHistory | None = None, pulls_by_head: PullsByHead | None = None) -> BackfillResult:
+    """Attribute and write (nothing with `dry_run`) the requests no record covers yet.
+    `pulls_by_head`, when given, is asked once for the branches the new requests ran on."""
     notices: list[str] = []
     scanned = session_events(git, cfg, notices=notices)
     history = history or branch_history(git.workdir)
@@ -213,6 +228,20 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
     class _DryRun(Exception):
         """Rolls the transaction back: even a 0.1 watermark's coverage is not written."""
 
+    pulls: dict[str, list[int]] = {}
+    if pulls_by_head is not None:
+        # Asked between two transactions: the network must never hold the ledger's lock (a hook
+        # waits for it at most 1.5 s).
+        try:
+            with store.write() as tx:
+                pending = new_events(tx, where.repo, wanted, git)
+                raise _DryRun
+        except _DryRun:
+            pass
+        branches = sorted({e.git_branch for evs in pending.values() for e in evs
+                           if e.git_branch and e.git_branch != DETACHED})
+        pulls = pulls_by_head(branches) if branches else {}
+
     try:
         with store.write() as tx:
             new = new_events(tx, where.repo, wanted, git)
@@ -222,6 +251,7 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
             # No checkout to link with --pr: branches already linked reach the new sessions on them.
             out.links, _ = branch_links(tx, where.repo, CommitPoint(None, None), out.attribution.records, [], now)
             out.links += pr_link_records(scanned, scanned.by_session, git, where.repo, now)
+            out.links += head_links(out.attribution.records, pulls, where.repo, now)
             tx.insert(out.attribution.records)
             # Only the links the ledger lacked: a pr-link is seen again on every run.
             out.links = [link for link in {link.id: link for link in out.links}.values() if tx.insert([link])]

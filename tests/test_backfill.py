@@ -245,3 +245,33 @@ def test_a_codex_session_goes_by_its_sessions_branch(tmp_path: Path, env_dirs: d
     sessions = json.loads(cli("sessions", "--format", "json", cwd=repo).stdout)
     spent = Decimal(str(sessions["totals"]["cost_usd"]))
     assert spent > 0 and by_issue(repo) == {"ABC-9": spent}
+
+
+def test_with_a_token_the_prs_whose_head_is_a_branch_get_its_spend(history, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from fake_github import FakeGitHub
+
+    repo, truth, _s = history
+    with FakeGitHub() as fake:
+        fake.add_pull("acme/app", 12, head_ref="eng-2-cache")
+        fake.add_pull("acme/app", 13, head_ref="eng-2-cache", head_repo="someone/fork")  # a fork's branch
+        monkeypatch.setenv("GITHUB_TOKEN", fake.token)
+        monkeypatch.setenv("GITHUB_API_URL", fake.url)
+        first = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
+        asked = [c.query.get("head") for c in fake.calls("GET", r"/pulls$")]
+        cli("backfill", cwd=repo)
+        again = len(fake.calls("GET", r"/pulls$"))
+    # one request per branch the new requests ran on, none once nothing is left to backfill
+    assert sorted(asked) == ["acme:eng-2-cache", "acme:feature/PROJ-1-login", "acme:main", "acme:spike/never-pushed"]
+    assert again == len(asked) and first["links"] == 2  # PR #12 for s2, and the transcript's pr-link #7
+    pr = json.loads(cli("report", "--by", "pr", "--format", "json", cwd=repo).stdout)
+    assert {r["key"]: Decimal(str(r["cost_usd"])) for r in pr["rows"]} == {"#12": truth.cost["ENG-2"],
+                                                                            "#7": truth.cost["PROJ-1"]}
+
+
+def test_a_github_that_fails_costs_the_links_not_the_backfill(history, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    repo, truth, _s = history
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong")
+    monkeypatch.setenv("GITHUB_API_URL", "http://127.0.0.1:9")  # nothing listens there
+    proc = cli("backfill", "--format", "json", cwd=repo)
+    assert "pull requests not looked up on GitHub" in proc.stderr and "ghp_wrong" not in proc.stderr
+    assert by_issue(repo) == expected(truth)

@@ -38,14 +38,42 @@ def command(since: date | None, dry_run: bool, fmt: str) -> None:
 
     git = gitctx.discover(Path.cwd())
     cfg = load_config(git.workdir)
+    notices: list[str] = []
     with _progress() as progress:
-        result = backfill(git, cfg, since=since, dry_run=dry_run, progress=progress)
+        result = backfill(git, cfg, since=since, dry_run=dry_run, progress=progress,
+                          pulls_by_head=_github_lookup(git, notices))
+    result.messages += notices
     if fmt == "json":
         echo_json(result.to_json())
     else:
         _print(result)
     for line in result.messages:
         click.echo(f"costattr: {line}", err=True)
+
+
+def _github_lookup(git, notices: list[str]):  # type: ignore[no-untyped-def]
+    """With GITHUB_TOKEN (or GH_TOKEN) and a GitHub origin: the PRs whose head is each branch.
+    A GitHub that refuses or does not answer costs the links, never the backfill (said once)."""
+    from costattr import github as gh
+
+    found = gh.resolve_token(os.environ)
+    if found is None or not git.repo_slug or (git.forge_host != "github.com" and "GITHUB_API_URL" not in os.environ):
+        return None
+    token, token_var = found
+
+    def lookup(branches: list[str]) -> dict[str, list[int]]:
+        try:
+            client = gh.GitHubClient(token, gh.resolve_api_url(os.environ), token_var=token_var,
+                                     deadline_s=gh.resolve_deadline(os.environ))
+            try:
+                return client.pulls_by_head(git.repo_slug, branches)
+            finally:
+                client.close()
+        except gh.GitHubError as e:
+            notices.append(f"pull requests not looked up on GitHub ({e.message})")
+            return {}
+
+    return lookup
 
 
 @contextmanager
