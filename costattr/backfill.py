@@ -131,6 +131,7 @@ def attribute_history(
     # Requests up to the end of a commit's second close into it, as in the hook (git keeps seconds).
     bounds = {b: [moment(c.time) + timedelta(seconds=1) - timedelta(microseconds=1) for c in cs]
               for b, cs in history.items()}
+    by_sha = {c.sha: c for cs in history.values() for c in cs}
     total = len(events_by_session)
     for n, sid in enumerate(sorted(events_by_session), 1):
         events = sorted(events_by_session[sid], key=lambda e: (moment(e.ts), e.key))
@@ -156,7 +157,6 @@ def attribute_history(
                 else:
                     opened[branch].append(ev)
         tool = events[0].tool
-        by_sha = {c.sha: c for cs in history.values() for c in cs} if closing else {}
         for (branch, sha), evs in sorted(closing.items()):
             message = by_sha[sha].message
             issue, related = find_issues(branch, message)
@@ -262,4 +262,7 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
     except _DryRun:
         pass
     out.messages += store.notices
+    if out.attribution.future:
+        out.messages.append(f"{out.attribution.future} request(s) stamped more than 10 minutes in the future kept "
+                            "open (a wrong clock or a damaged line); they never close into a commit")
     return out
