@@ -51,6 +51,7 @@ from costattr.record import (
 
 NO_BRANCH = "no branch recorded"
 NOT_IN_HISTORY = "branch not in history"
+OUTSIDE = "outside the repo"
 
 # (stage, done, total): "history" once git is read, then "sessions" per session attributed.
 Progress = Callable[[str, int, int], None]
@@ -65,6 +66,9 @@ class BackfillResult:
     sessions: int = 0  # this repository's sessions with requests no record covered
     branches: dict[str, str] = field(default_factory=dict)  # branch -> evidence (live, reflog, merged)
     skipped_lines: int = 0
+    # Requests of these sessions that ran outside the repository: never recorded here (they are
+    # the spend of wherever they ran), counted so the summary says where the rest went.
+    outside: tuple[int, Decimal] = (0, Decimal(0))
     dry_run: bool = False
     messages: list[str] = field(default_factory=list)
 
@@ -89,7 +93,11 @@ class BackfillResult:
         return _totals(self.attribution.of_state("open"), lambda r: r.display_branch or "(detached HEAD)")
 
     def unattributed(self) -> dict[str, tuple[int, Decimal]]:
-        return _totals(self.attribution.of_state("unattributed"), lambda r: r.note or NO_BRANCH)
+        """Per reason; "outside the repo" is the one not recorded in this repository's ledger."""
+        out = _totals(self.attribution.of_state("unattributed"), lambda r: r.note or NO_BRANCH)
+        if self.outside[0]:
+            out[OUTSIDE] = self.outside
+        return out
 
     def to_json(self) -> dict[str, object]:
         def money(rows: Mapping[str, tuple[int, Decimal]]) -> dict[str, dict[str, object]]:
@@ -208,7 +216,7 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
     """Attribute and write (nothing with `dry_run`) the requests no record covers yet.
     `pulls_by_head`, when given, is asked once for the branches the new requests ran on."""
     notices: list[str] = []
-    scanned = session_events(git, cfg, notices=notices)
+    scanned = session_events(git, cfg, notices=notices, outside=True)
     history = history or branch_history(git.workdir)
     if progress is not None:
         progress("history", sum(len(c) for c in history.commits.values()), 0)
@@ -222,6 +230,7 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
 
     out = BackfillResult(skipped_lines=scanned.skipped_lines, dry_run=dry_run, messages=notices,
                          branches=dict(history.evidence))
+
     store = store or local_store(cfg, git.workdir)
     wanted = since_filter(scanned.by_session, since)
 
@@ -246,6 +255,10 @@ def backfill(git: GitContext, cfg: Config, *, since: date | None = None, dry_run
         with store.write() as tx:
             new = new_events(tx, where.repo, wanted, git)
             out.sessions = len(new)
+            # Said for the sessions backfilled now: a second run has nothing new to say about them.
+            away = [e for evs in since_filter({"": scanned.outside}, since).values() for e in evs
+                    if e.session_id in new]
+            out.outside = (len(away), sum((e.cost or Decimal(0) for e in away), Decimal(0)))
             out.attribution = attribute_history(new, history.commits, find_issues, where, now=now, progress=progress)
             add_residuals(tx, where.repo, scanned, out.attribution)
             # No checkout to link with --pr: branches already linked reach the new sessions on them.

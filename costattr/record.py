@@ -147,11 +147,12 @@ def _in_nested_repo(cwd: str, real_roots: tuple[str, ...]) -> bool:
     return False
 
 
-def _scan(git: GitContext, cfg: Config, notices: list[str]):  # type: ignore[no-untyped-def]
-    """priced_scan of this work tree; a scan cache that makes it fail is moved aside and the
-    scan done again from the transcripts alone (the cache is an optimisation, never a reason
-    to lose spend). `notices` gets one line per cache that was moved aside."""
-    kwargs = {"cwd_filter": work_tree_filter(git), "mode": cfg.pricing.mode, "discount": cfg.pricing.discount}
+def _scan(git: GitContext, cfg: Config, notices: list[str], *, every_cwd: bool = False):  # type: ignore[no-untyped-def]
+    """priced_scan of this work tree (of every transcript with `every_cwd`); a scan cache that
+    makes it fail is moved aside and the scan done again from the transcripts alone (the cache is
+    an optimisation, never a reason to lose spend). `notices` gets one line per cache moved aside."""
+    kwargs = {"cwd_filter": None if every_cwd else work_tree_filter(git), "mode": cfg.pricing.mode,
+              "discount": cfg.pricing.discount}
     try:
         result, table = priced_scan(**kwargs)
     except Exception as error:  # noqa: BLE001 - judged below: only a cache failure is handled here
@@ -201,14 +202,26 @@ class WorkTreeScan:
     session_costs: dict[str, SessionCost] = field(default_factory=dict)
     transcript_files: int = 0  # every transcript file found, whatever its cwd
     looked_in: dict[str, list[Path]] = field(default_factory=dict)
+    # With `outside=True`: these sessions' requests whose cwd is not in this repository (another
+    # repository's spend, recorded there if anywhere), for backfill's summary.
+    outside: list[UsageEvent] = field(default_factory=list)
 
 
 def session_events(git: GitContext, cfg: Config, session: str | None = None,
-                   notices: list[str] | None = None) -> WorkTreeScan:
-    """This work tree's priced events by session (only `session`'s, given an id or prefix)."""
-    result, table = _scan(git, cfg, notices if notices is not None else [])
+                   notices: list[str] | None = None, *, outside: bool = False) -> WorkTreeScan:
+    """This work tree's priced events by session (only `session`'s, given an id or prefix).
+    `outside`: scan every transcript, to tell which of these sessions' requests ran elsewhere
+    (a full scan: for backfill, never for the hook)."""
+    result, table = _scan(git, cfg, notices if notices is not None else [], every_cwd=outside)
+    events = result.events
+    elsewhere: list[UsageEvent] = []
+    if outside:
+        belongs = work_tree_filter(git)
+        events = [e for e in result.events if belongs(e.cwd)]
+        mine = {e.session_id for e in events}
+        elsewhere = [e for e in result.events if e.session_id in mine and not belongs(e.cwd)]
     by_session: dict[str, list[UsageEvent]] = defaultdict(list)
-    for ev in result.events:
+    for ev in events:
         if session is None or ev.session_id == session or ev.session_id.startswith(session):
             by_session[ev.session_id].append(ev)
     costs = {} if cfg.pricing.mode == "calculate" else result.session_costs  # calculate: lines only
@@ -218,7 +231,7 @@ def session_events(git: GitContext, cfg: Config, session: str | None = None,
     return WorkTreeScan(by_session, table.date, result.stats.skipped_lines,
                         [p for p in result.pr_links if p.session_id in by_session],
                         {sid: c for sid, c in costs.items() if sid in by_session},
-                        len(result.files), result.looked_in)
+                        len(result.files), result.looked_in, elsewhere)
 
 
 def text(value: str | None) -> str | None:

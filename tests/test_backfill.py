@@ -66,9 +66,13 @@ class Truth:
     """What the test wrote, per issue key (or report label), as ground truth."""
 
     cost: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    outside: Decimal = Decimal(0)  # lines of these sessions that ran outside the repository
 
     def add(self, key: str, tokens: Tokens) -> None:
-        self.cost[key] += price(tokens)
+        if key == "(outside)":
+            self.outside += price(tokens)
+        else:
+            self.cost[key] += price(tokens)
 
 
 class Sessions:
@@ -78,12 +82,14 @@ class Sessions:
         self.projects, self.cwd, self.truth = projects, cwd, truth
         self.writers: dict[str, ClaudeSessionWriter] = {}
 
-    def say(self, session: str, branch: str | None, when: datetime, key: str, *, output: int = 400) -> None:
+    def say(self, session: str, branch: str | None, when: datetime, key: str, *, output: int = 400,
+            cwd: Path | None = None) -> None:
         w = self.writers.get(session)
         if w is None:
             w = self.writers[session] = ClaudeSessionWriter(self.projects, session, str(self.cwd), branch=branch,
                                                             start=when, seed=len(self.writers))
         w.branch = branch
+        w.cwd = str(cwd or self.cwd)  # the file stays the session's; the line records where it ran
         w.clock.now = when
         resp = w.response(input=20, output=output, cache_write_5m=2000, cache_read=8000)
         self.truth.add(key, resp.tokens)
@@ -102,6 +108,7 @@ def history(tmp_path: Path, env_dirs: dict[str, Path]) -> tuple[Path, Truth, Ses
     s.say("s1", "feature/PROJ-1-login", at(10), "PROJ-1")
     s.say("s1", "feature/PROJ-1-login", at(20), "PROJ-1", output=900)
     commit_at(repo, at(30), "login form")
+    s.say("s1", "feature/PROJ-1-login", at(35), "(outside)", cwd=tmp_path / "elsewhere")  # another project
     s.say("s1", "feature/PROJ-1-login", at(40), "PROJ-1")
     commit_at(repo, at(50), "login api")
     s.writers["s1"].pr_link(7, "acme/app", ts=at(51).strftime("%Y-%m-%dT%H:%M:%S.000Z"))
@@ -141,7 +148,9 @@ def test_backfill_reports_the_truth_per_issue_and_a_second_run_changes_nothing(h
     repo, truth, _s = history
     first = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
     assert first["sessions"] == 5
-    assert first["unattributed"].keys() == {"no branch recorded", "branch not in history"}
+    assert first["unattributed"].keys() == {"no branch recorded", "branch not in history", "outside the repo"}
+    assert first["unattributed"]["outside the repo"]["requests"] == 1
+    assert Decimal(str(first["unattributed"]["outside the repo"]["cost_usd"])) == truth.outside
     assert first["open"].keys() == {"eng-2-cache"}
     assert first["links"] == 1
     assert first["branches"]["feature/PROJ-1-login"] == "reflog"  # deleted: known from HEAD's reflog
@@ -158,7 +167,7 @@ def test_backfill_reports_the_truth_per_issue_and_a_second_run_changes_nothing(h
     assert all(r["backfilled_usd"] == r["cost_usd"] for r in issues["rows"])
 
     again = json.loads(cli("backfill", "--format", "json", cwd=repo).stdout)
-    assert (again["requests"], again["sessions"], again["links"]) == (0, 0, 0)
+    assert (again["requests"], again["sessions"], again["links"], again["unattributed"]) == (0, 0, 0, {})
     assert by_issue(repo) == report
 
 
