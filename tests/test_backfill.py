@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from costattr.models import Tokens
+from costattr import issue_keys
+from costattr.attribution import Where
+from costattr.backfill import attribute_history
+from costattr.gitctx import CommitInfo
+from costattr.models import Tokens, UsageEvent
 from costattr.testing.gitrepo import git, make_repo
 from costattr.testing.transcripts import ClaudeSessionWriter, CodexRolloutWriter
 
@@ -284,3 +288,37 @@ def test_a_github_that_fails_costs_the_links_not_the_backfill(history, monkeypat
     proc = cli("backfill", "--format", "json", cwd=repo)
     assert "pull requests not looked up on GitHub" in proc.stderr and "ghp_wrong" not in proc.stderr
     assert by_issue(repo) == expected(truth)
+
+
+def _event(session: str, key: str, ts: str, branch: str | None, cost: str = "0.01") -> UsageEvent:
+    return UsageEvent("claude", session, key, ts, "claude-sonnet-4-5-20250929", "/src/app", branch, Tokens(1, 2),
+                      cost=Decimal(cost))
+
+
+def test_attribution_is_pure_same_inputs_same_ids_and_the_hooks_second_bound() -> None:
+    history = {"feat/ABC-1": [CommitInfo("a" * 40, "2026-10-05T10:00:00Z", "first\n"),
+                              CommitInfo("b" * 40, "2026-10-05T11:00:00Z", "second ABC-2\n")]}
+    events = {"s": [_event("s", "k1", "2026-10-05T10:00:00.900Z", "feat/ABC-1"),  # in the commit's second
+                    _event("s", "k2", "2026-10-05T10:00:01.000Z", "feat/ABC-1"),  # after it: the next commit
+                    _event("s", "k3", "2026-10-05T11:30:00.000Z", "feat/ABC-1"),  # after the last: open
+                    _event("s", "k4", "2026-10-05T11:30:00.000Z", None)],
+              "t": [_event("t", "k5", "2026-10-05T09:00:00.000Z", "gone")]}
+
+    def find(branch: str | None, message: str | None) -> tuple[str | None, tuple[str, ...]]:
+        refs = issue_keys.extract(branch, message, None)
+        return refs.primary, tuple(refs.related)
+
+    where = Where(repo="acme/app", recorded_at="2026-12-01T00:00:00.000Z")
+    one = attribute_history(events, history, find, where, now="2026-12-01T00:00:00.000Z")
+    shuffled = {sid: list(reversed(evs)) for sid, evs in reversed(events.items())}
+    two = attribute_history(shuffled, history, find, Where(repo="acme/app", recorded_at="2027-01-01T00:00:00.000Z"),
+                            now="2027-01-01T00:00:00.000Z")
+    assert [r.id for r in one.records] == [r.id for r in two.records]
+    got = {(r.session_id, r.state, r.commit and r.commit[0], r.note): (r.requests, r.issue, r.related)
+           for r in one.records}
+    assert got == {("s", "closed", "a", None): (1, "ABC-1", ()),
+                   ("s", "closed", "b", None): (1, "ABC-1", ("ABC-2",)),
+                   ("s", "open", None, None): (1, "ABC-1", ()),
+                   ("s", "unattributed", None, "no branch recorded"): (1, None, ()),
+                   ("t", "unattributed", None, "branch not in history"): (1, None, ())}
+    assert all(r.backfilled for r in one.records)
