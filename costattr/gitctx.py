@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -567,7 +567,7 @@ def _identity(c: pygit2.Commit) -> tuple[str, int, str]:
     return (c.author.email, c.author.time, c.message)
 
 
-def _first_parent(repo: pygit2.Repository, tip: pygit2.Oid, stop: set[str] | None = None):  # type: ignore[no-untyped-def]
+def _first_parent(repo: pygit2.Repository, tip: pygit2.Oid, stop: set[str] | None = None) -> Iterator[pygit2.Commit]:
     walker = repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL)
     walker.simplify_first_parent()
     for c in walker:
@@ -592,8 +592,10 @@ def _reflog_commits(repo: pygit2.Repository, refname: str, branch: str, made: di
 
 
 def _head_reflog(repo: pygit2.Repository, made: dict[str, dict[str, str]]) -> None:
-    current: str | None = _short_branch(repo.head.name) if not repo.head_is_unborn and not repo.head_is_detached \
-        else None
+    try:
+        current = None if repo.head_is_unborn or repo.head_is_detached else _short_branch(repo.head.name)
+    except (pygit2.GitError, KeyError, ValueError):  # a HEAD naming nothing readable
+        current = None
     entries = _log(repo, "HEAD")
     # The branch checked out before the first entry is the one the first checkout moves from.
     first_move = next((m for _o, _n, m in entries if m.startswith("checkout: moving from ")), None)

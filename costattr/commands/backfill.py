@@ -8,11 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from costattr.commands.options import DateParam
 from costattr.output import console, echo_json, fmt_usd, plural
+
+if TYPE_CHECKING:
+    from costattr.backfill import BackfillResult, Progress, PullsByHead
+    from costattr.gitctx import GitContext
 
 
 @click.command("backfill")
@@ -51,7 +56,7 @@ def command(since: date | None, dry_run: bool, fmt: str) -> None:
         click.echo(f"costattr: {line}", err=True)
 
 
-def _github_lookup(git, notices: list[str]):  # type: ignore[no-untyped-def]
+def _github_lookup(git: GitContext, notices: list[str]) -> PullsByHead | None:
     """With GITHUB_TOKEN (or GH_TOKEN) and a GitHub origin: the PRs whose head is each branch.
     A GitHub that refuses or does not answer costs the links, never the backfill (said once)."""
     from costattr import github as gh
@@ -60,13 +65,14 @@ def _github_lookup(git, notices: list[str]):  # type: ignore[no-untyped-def]
     if found is None or not git.repo_slug or (git.forge_host != "github.com" and "GITHUB_API_URL" not in os.environ):
         return None
     token, token_var = found
+    slug = git.repo_slug
 
     def lookup(branches: list[str]) -> dict[str, list[int]]:
         try:
             client = gh.GitHubClient(token, gh.resolve_api_url(os.environ), token_var=token_var,
                                      deadline_s=gh.resolve_deadline(os.environ))
             try:
-                return client.pulls_by_head(git.repo_slug, branches)
+                return client.pulls_by_head(slug, branches)
             finally:
                 client.close()
         except gh.GitHubError as e:
@@ -77,7 +83,7 @@ def _github_lookup(git, notices: list[str]):  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def _progress() -> Iterator[object]:
+def _progress() -> Iterator[Progress | None]:
     """A count of sessions attributed, on stderr, only on a terminal (a pipe or CI gets none)."""
     if not sys.stderr.isatty() or os.environ.get("CI"):
         yield None
@@ -97,7 +103,7 @@ def _progress() -> Iterator[object]:
         yield update
 
 
-def _print(result) -> None:  # type: ignore[no-untyped-def]
+def _print(result: BackfillResult) -> None:
     from rich import box
     from rich.table import Table
 
