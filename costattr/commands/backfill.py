@@ -92,7 +92,7 @@ def _progress() -> Iterator[Progress | None]:
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=console(stderr=True), transient=True) as bar:
-        task = bar.add_task("reading git history", total=None)
+        task = bar.add_task("scanning transcripts, reading git history", total=None)
 
         def update(stage: str, done: int, total: int) -> None:
             if stage == "history":
@@ -115,9 +115,10 @@ def _print(result: BackfillResult) -> None:
         out.print("Nothing to backfill: every request in this repository's transcripts is already recorded.")
         return
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    # The figures keep their width on a narrow terminal; the labels give way.
     t.add_column("Attributed to", no_wrap=True, overflow="ellipsis", max_width=44)
-    t.add_column("Requests", justify="right")
-    t.add_column("Cost", justify="right")
+    t.add_column("Requests", justify="right", no_wrap=True, min_width=8)
+    t.add_column("Cost", justify="right", no_wrap=True, min_width=9)
     sections = (("", result.by_issue()), ("left open on ", result.left_open()),
                 ("unattributed: ", result.unattributed()))
     for prefix, rows in sections:
