@@ -142,17 +142,18 @@ def attribute(
                 opened[(branch, future)].append(ev)
         tool = events[0].tool if events else (to_close.get(sid) or to_base[sid])[0].tool
         if closing or to_close.get(sid):
-            out.records.append(_record(sid, tool, where, "closed", point.branch, point.sha, issue_closed,
+            out.records.append(spend_record(sid, tool, where, "closed", point.branch, point.sha, issue_closed,
                                        tuple(related_closed), message, None, closing, to_close.get(sid, [])))
         for (branch, _future), evs in sorted(opened.items()):
             issue, related = find_issues(branch, None) if branch != DETACHED else (None, ())
-            out.records.append(_record(sid, tool, where, "open", branch, None, issue, tuple(related), None, None,
+            out.records.append(spend_record(sid, tool, where, "open", branch, None, issue, tuple(related), None, None,
                                        evs, []))
         if to_base.get(sid) and BEFORE_BASE not in loose:
             loose[BEFORE_BASE] = []
         for note, evs in sorted(loose.items(), key=lambda kv: kv[0] or ""):
             olds = to_base.get(sid, []) if note == BEFORE_BASE else []
-            out.records.append(_record(sid, tool, where, "unattributed", None, None, None, (), None, note, evs, olds))
+            out.records.append(spend_record(sid, tool, where, "unattributed", None, None, None, (), None, note, evs,
+                                            olds))
     out.absorbed = sorted(i for r in out.records for i in r.closes)
     return out
 
@@ -164,11 +165,13 @@ def _close_bound(point: CommitPoint) -> datetime | None:
     return moment(point.time) + timedelta(seconds=1) - timedelta(microseconds=1)
 
 
-def _record(
+def spend_record(
     sid: str, tool: str, where: Where, state: str, branch: str | None, commit: str | None, issue: str | None,
     related: tuple[str, ...], message: str | None, note: str | None, events: list[UsageEvent],
-    absorbed: list[SpendRecord],
+    absorbed: list[SpendRecord], *, backfilled: bool = False,
 ) -> SpendRecord:
+    """One spend record, its id from what it covers (`backfilled` is shown, never part of the id:
+    a request is covered once, by the hook or by backfill, so the two never write the same one)."""
     parts = merge_parts([p for r in absorbed for p in r.parts], parts_of(events))
     stamps = [e.ts for e in events] + [t for r in absorbed for t in (r.first_ts, r.last_ts)]
     first, last = canonical_ts(min(stamps, key=moment)), canonical_ts(max(stamps, key=moment))
@@ -180,7 +183,7 @@ def _record(
         issue=cap(issue, "issue"), related=tuple(k for k in related if k != issue), message=message, note=note,
         first_ts=first, last_ts=last, parts=tuple(parts), closes=tuple(r.id for r in absorbed),
         host=cap(where.host, "host"), author=cap(where.author, "author"), cwd=cap(cwd, "cwd"),
-        recorded_at=where.recorded_at, prices=where.prices,
+        recorded_at=where.recorded_at, prices=where.prices, backfilled=backfilled,
     )
 
 

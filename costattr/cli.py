@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sessions": ("sessions", "Sessions and their exact cost, straight from the transcripts."),
     "upload": ("upload", "Record the spend behind this commit in the ledger (the hook's work)."),
     "base": ("base", "Print the running total to pass later as `upload --base`."),
+    "backfill": ("backfill", "Attribute the spend already in the transcripts to past commits and issues."),
     "report": ("report", "Roll the ledger up by issue, PR, branch, session, model, day, ..."),
     "comment": ("comment", "Post or update the sticky cost comment on a GitHub pull request."),
     "install": ("install", "Install the post-commit hook in this repository."),

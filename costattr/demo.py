@@ -31,7 +31,8 @@ PR_NUMBER = 7
 JIRA_BRANCH = "feature/SHOP-101-checkout"
 LINEAR_BRANCH = "alice/eng-42-cache"
 GITHUB_BRANCH = "123-fix-typo"
-ISSUE_KEYS = ("SHOP-101", "ENG-42", "#123")
+HISTORY_BRANCH = "feature/SHOP-90-search"  # worked on, merged and deleted before costattr was installed
+ISSUE_KEYS = ("SHOP-101", "ENG-42", "#123", "SHOP-90")
 SONNET = "claude-sonnet-4-5-20250929"
 HAIKU = "claude-haiku-4-5-20251001"
 CODEX = "gpt-5.1-codex"
@@ -180,8 +181,13 @@ class Runner:
             raise DemoError(f"`{shown}` failed (exit {proc.returncode}):\n{proc.stderr}{proc.stdout}".rstrip())
         return proc
 
-    def git(self, *args: str) -> str:
-        return self._run(["git", *args], "git " + " ".join(args)).stdout.strip()
+    def git(self, *args: str, when: datetime | None = None) -> str:
+        """git in the demo repository; `when` dates the commits it makes (author and committer)."""
+        runner = self
+        if when is not None:
+            stamp = when.strftime("%Y-%m-%dT%H:%M:%S+0000")
+            runner = Runner(self.dirs, {**self.env, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+        return runner._run(["git", *args], "git " + " ".join(args)).stdout.strip()
 
     def costattr(self, *args: str, extra_env: Mapping[str, str] | None = None) -> str:
         runner = self if not extra_env else Runner(self.dirs, {**self.env, **extra_env})
@@ -264,6 +270,7 @@ OnCommit = Callable[[CommitRecord], None]
 class DemoResult:
     dirs: DemoDirs
     commits: list[CommitRecord] = field(default_factory=list)
+    backfill: str = ""  # `costattr backfill`: the history made before the hook
     report: str = ""  # `costattr report --by issue`
     comment: str = ""  # `costattr comment --pr 7 --dry-run`
 
@@ -281,6 +288,26 @@ class _Scenario:
         record = CommitRecord(branch, tool, sha, message.splitlines()[0], summary)
         self.result.commits.append(record)
         self.on_commit(record)
+
+    def history(self) -> None:
+        """Two days ago, before costattr: a Claude Code session on a Jira branch, two commits,
+        merged into main and the branch deleted. Only the transcripts and git's reflog remember
+        which commits it made; `costattr backfill` reads them."""
+        then = self.start - timedelta(days=2)
+        self.run.git("checkout", "-q", "-b", HISTORY_BRANCH)
+        chat = self._chat(HISTORY_BRANCH, then, seed=4)
+        chat.turn("Add a product search box to the catalog (SHOP-90).", 4)
+        self.run.stage({"shop/search.py": "def search(db, text):\n    return db.find_products(text)\n"})
+        self.run.git("commit", "-q", "-m", "Add product search", when=chat.writer.clock.now + timedelta(minutes=3))
+        chat.pause(20)
+        chat.turn("Search should ignore case.", 2)
+        chat.writer.close()
+        self.run.stage({"shop/search.py": "def search(db, text):\n    return db.find_products(text.lower())\n"})
+        done = chat.writer.clock.now + timedelta(minutes=2)
+        self.run.git("commit", "-q", "-m", "Case-insensitive search", when=done)
+        self.run.git("checkout", "-q", "main")
+        self.run.git("merge", "-q", "--no-ff", "--no-edit", HISTORY_BRANCH, when=done + timedelta(minutes=30))
+        self.run.git("branch", "-q", "-D", HISTORY_BRANCH)
 
     def branch_off_main(self, branch: str) -> None:
         self.run.git("checkout", "-q", "main")
@@ -346,7 +373,8 @@ def prepare(dirs: DemoDirs) -> None:
     dirs.gitconfig.write_text(_GITCONFIG, encoding="utf-8")
 
 
-def run_demo(root: Path, on_commit: OnCommit = lambda record: None, *, now: datetime | None = None) -> DemoResult:
+def run_demo(root: Path, on_commit: OnCommit = lambda record: None, *, now: datetime | None = None,
+             on_backfill: Callable[[str], None] = lambda text: None) -> DemoResult:
     """Build the repository and transcripts under `root`, run the flow, and return what it printed.
 
     The sessions ran in the three hours before `now` (so reports look current); token counts come
@@ -363,6 +391,9 @@ def run_demo(root: Path, on_commit: OnCommit = lambda record: None, *, now: date
     run.git("symbolic-ref", "HEAD", "refs/heads/main")  # `init -b` needs git 2.28; this works everywhere
     run.git("remote", "add", "origin", ORIGIN_URL)
     _initial_commit(run)
+    scenario.history()
+    result.backfill = run.costattr("backfill", extra_env={"COLUMNS": "80"})
+    on_backfill(result.backfill)
     run.costattr("install")
     scenario.checkout_feature()
     scenario.cache_feature()
@@ -381,4 +412,4 @@ def run_demo(root: Path, on_commit: OnCommit = lambda record: None, *, now: date
 def _initial_commit(run: Runner) -> None:
     """The project as it was before anyone used an assistant (committed before the hook exists)."""
     run.stage(_INITIAL_FILES)
-    run.git("commit", "-q", "-m", "Initial commit")
+    run.git("commit", "-q", "-m", "Initial commit", when=datetime.now(UTC) - timedelta(days=7))

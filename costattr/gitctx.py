@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -485,3 +485,166 @@ def is_inside(path: str | Path, roots: Iterable[Path]) -> bool:
         return False
     root_forms = _root_strings(key)
     return any(_under(p, r) for p in _event_path(str(path)) for r in root_forms)
+
+
+# ---------------------------------------------------------------------------------------------
+# history: which commits were made on which branch (for `costattr backfill`)
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    time: str  # committer time, UTC ISO: the moment the work was committed
+    message: str
+
+
+@dataclass
+class BranchHistory:
+    """The commits made on each branch, by branch name, sorted by committer time, and where the
+    evidence came from (`live`: a branch ref's first-parent history; `reflog`; `merged`)."""
+
+    commits: dict[str, list[CommitInfo]]
+    evidence: dict[str, str]
+
+
+_MERGE_RE = re.compile(r"^Merge (?:branch '(?P<b>[^']+)'|pull request #\d+ from [^/\s]+/(?P<pr>\S+))")
+
+
+def branch_history(workdir: Path) -> BranchHistory:
+    """Every branch's commits as git still knows them:
+
+    - a live branch: its first-parent history, plus the commits its reflog and the work trees'
+      HEAD reflogs say were made on it (a rebased branch's originals, each replaced by its copy on
+      the branch when one has the same author, author time and message);
+    - a deleted branch: the commits the HEAD reflogs say were made while it was checked out
+      (`checkout: moving from X to Y`, then `commit:` lines), else the side of a `Merge branch 'X'`
+      (or GitHub's `Merge pull request #N from owner/X`) merge down to where it forked.
+    """
+    repo = _open_repo(Path(workdir))
+    made: dict[str, dict[str, str]] = {}  # branch -> sha -> evidence
+    copies: dict[tuple[str, int, str], str] = {}  # (author email, author time, message) -> live sha
+    live_chain: dict[str, set[str]] = {}
+    for name in list(repo.branches.local):
+        short = _short_branch(f"refs/heads/{name}") or name
+        try:
+            tip = repo.branches.local[name].peel(pygit2.Commit)
+        except (pygit2.GitError, KeyError, ValueError):
+            continue
+        chain = live_chain.setdefault(short, set())
+        for c in _first_parent(repo, tip.id):
+            chain.add(str(c.id))
+            made.setdefault(short, {})[str(c.id)] = "live"
+            copies.setdefault(_identity(c), str(c.id))
+        _reflog_commits(repo, f"refs/heads/{name}", short, made)
+    for head_repo in _worktree_repos(repo):
+        _head_reflog(head_repo, made)
+    _merged(repo, made)
+    out: dict[str, list[CommitInfo]] = {}
+    for branch, shas in made.items():
+        infos: dict[str, CommitInfo] = {}
+        for sha in shas:
+            try:
+                c = repo[sha].peel(pygit2.Commit)
+            except (KeyError, ValueError, pygit2.GitError):
+                continue  # collected by gc: nothing to attribute to
+            target = sha
+            if branch in live_chain and sha not in live_chain[branch]:
+                # A rebased or amended original: the work was committed then; it is shown on its copy.
+                target = copies.get(_identity(c), sha)
+            when = datetime.fromtimestamp(c.commit_time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            enc = c.message_encoding or "utf-8"
+            info = CommitInfo(target, when, _decode(c.raw_message, enc))
+            known = infos.get(target)
+            if known is None or info.time < known.time:
+                infos[target] = info  # the earliest moment a version of this commit existed
+        out[branch] = sorted(infos.values(), key=lambda i: (i.time, i.sha))
+    evidence = {b: "live" if b in live_chain else "reflog" if "reflog" in s.values() else "merged"
+                for b, s in made.items()}
+    return BranchHistory(out, evidence)
+
+
+def _identity(c: pygit2.Commit) -> tuple[str, int, str]:
+    return (c.author.email, c.author.time, c.message)
+
+
+def _first_parent(repo: pygit2.Repository, tip: pygit2.Oid, stop: set[str] | None = None) -> Iterator[pygit2.Commit]:
+    walker = repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL)
+    walker.simplify_first_parent()
+    for c in walker:
+        if stop is not None and str(c.id) in stop:
+            return
+        yield c
+
+
+def _log(repo: pygit2.Repository, refname: str) -> list[tuple[str, str, str]]:
+    """(old, new, message) of a reflog, oldest first; empty when it cannot be read."""
+    try:
+        entries = [(str(e.oid_old), str(e.oid_new), e.message or "") for e in repo.references[refname].log()]
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return []
+    return entries[::-1]
+
+
+def _reflog_commits(repo: pygit2.Repository, refname: str, branch: str, made: dict[str, dict[str, str]]) -> None:
+    for _old, new, message in _log(repo, refname):
+        if message.startswith("commit"):
+            made.setdefault(branch, {}).setdefault(new, "reflog")
+
+
+def _head_reflog(repo: pygit2.Repository, made: dict[str, dict[str, str]]) -> None:
+    try:
+        current = None if repo.head_is_unborn or repo.head_is_detached else _short_branch(repo.head.name)
+    except (pygit2.GitError, KeyError, ValueError):  # a HEAD naming nothing readable
+        current = None
+    entries = _log(repo, "HEAD")
+    # The branch checked out before the first entry is the one the first checkout moves from.
+    first_move = next((m for _o, _n, m in entries if m.startswith("checkout: moving from ")), None)
+    current = first_move[len("checkout: moving from "):].split(" to ", 1)[0] if first_move else current
+    for _old, new, message in entries:
+        if message.startswith("checkout: moving from "):
+            target = message.rsplit(" to ", 1)[-1].strip()
+            current = None if new.startswith(target) else target  # a sha: detached
+        elif message.startswith("rebase") and "(finish): returning to refs/heads/" in message:
+            current = message.rsplit("refs/heads/", 1)[-1].strip()
+        elif message.startswith("rebase") and "(start)" in message:
+            current = None  # the picks are copies; the finished branch is walked as a live ref
+        elif message.startswith("commit") and current is not None:
+            made.setdefault(current, {}).setdefault(new, "reflog")
+
+
+def _worktree_repos(repo: pygit2.Repository) -> list[pygit2.Repository]:
+    """A repository object per work tree, for its own HEAD reflog."""
+    out = [repo]
+    try:
+        names = repo.list_worktrees()
+    except pygit2.GitError:
+        names = []
+    for name in names:
+        try:
+            out.append(pygit2.Repository(repo.lookup_worktree(name).path))
+        except (pygit2.GitError, KeyError, ValueError, OSError):
+            continue
+    return out
+
+
+def _merged(repo: pygit2.Repository, made: dict[str, dict[str, str]]) -> None:
+    """Branches known only from the merges that brought them in (deleted after merging)."""
+    seen: set[str] = set()
+    known = set(made)  # a live ref or the reflog knows these better
+    for name in list(repo.branches.local):
+        try:
+            tip = repo.branches.local[name].peel(pygit2.Commit)
+        except (pygit2.GitError, KeyError, ValueError):
+            continue
+        for c in _first_parent(repo, tip.id, seen):
+            seen.add(str(c.id))
+            m = _MERGE_RE.match(c.message or "")
+            if m is None or len(c.parents) < 2:
+                continue
+            branch = m["b"] or m["pr"]
+            if branch in known:
+                continue
+            base = str(repo.merge_base(c.parents[0].id, c.parents[1].id) or "")
+            side = made.setdefault(branch, {})
+            for s in _first_parent(repo, c.parents[1].id, {base}):
+                side[str(s.id)] = "merged"

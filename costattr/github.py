@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -590,6 +590,25 @@ class GitHubClient:
         with self._calling(f"listing the commits of pull request #{number}", repo=repo, pr=number, stage="pull"):
             shas = tuple(c.sha for c in pr.get_commits())
         return PullRequestInfo(repo, number, info_head, info_base, head_repo, shas, html_url, pr)
+
+    def pulls_by_head(self, repo: str, branches: Iterable[str]) -> dict[str, list[int]]:
+        """The pull requests (open or closed) whose head is each branch of `repo` itself (a fork's
+        branch of the same name is another branch): one request per branch, for backfill."""
+        wanted = sorted(set(branches))
+        self.doing = "listing pull requests by branch"
+        return self._bounded(lambda: self._pulls_by_head(repo, wanted))
+
+    def _pulls_by_head(self, repo: str, branches: list[str]) -> dict[str, list[int]]:
+        with self._calling("reading the repository", repo=repo, stage="repo"):
+            gh_repo = self._gh.get_repo(repo)
+        owner = repo.split("/", 1)[0]
+        out: dict[str, list[int]] = {}
+        for branch in branches:
+            with self._calling(f"listing the pull requests of branch {branch}", repo=repo, stage="pull"):
+                numbers = sorted(p.number for p in gh_repo.get_pulls(state="all", head=f"{owner}:{branch}"))
+            if numbers:
+                out[branch] = numbers
+        return out
 
     def login(self, repo: str) -> str:
         """The account the token comments as: GET /user for a user's token; for an integration's

@@ -147,11 +147,12 @@ def _in_nested_repo(cwd: str, real_roots: tuple[str, ...]) -> bool:
     return False
 
 
-def _scan(git: GitContext, cfg: Config, notices: list[str]):  # type: ignore[no-untyped-def]
-    """priced_scan of this work tree; a scan cache that makes it fail is moved aside and the
-    scan done again from the transcripts alone (the cache is an optimisation, never a reason
-    to lose spend). `notices` gets one line per cache that was moved aside."""
-    kwargs = {"cwd_filter": work_tree_filter(git), "mode": cfg.pricing.mode, "discount": cfg.pricing.discount}
+def _scan(git: GitContext, cfg: Config, notices: list[str], *, every_cwd: bool = False):  # type: ignore[no-untyped-def]
+    """priced_scan of this work tree (of every transcript with `every_cwd`); a scan cache that
+    makes it fail is moved aside and the scan done again from the transcripts alone (the cache is
+    an optimisation, never a reason to lose spend). `notices` gets one line per cache moved aside."""
+    kwargs = {"cwd_filter": None if every_cwd else work_tree_filter(git), "mode": cfg.pricing.mode,
+              "discount": cfg.pricing.discount}
     try:
         result, table = priced_scan(**kwargs)
     except Exception as error:  # noqa: BLE001 - judged below: only a cache failure is handled here
@@ -201,14 +202,26 @@ class WorkTreeScan:
     session_costs: dict[str, SessionCost] = field(default_factory=dict)
     transcript_files: int = 0  # every transcript file found, whatever its cwd
     looked_in: dict[str, list[Path]] = field(default_factory=dict)
+    # With `outside=True`: these sessions' requests whose cwd is not in this repository (another
+    # repository's spend, recorded there if anywhere), for backfill's summary.
+    outside: list[UsageEvent] = field(default_factory=list)
 
 
 def session_events(git: GitContext, cfg: Config, session: str | None = None,
-                   notices: list[str] | None = None) -> WorkTreeScan:
-    """This work tree's priced events by session (only `session`'s, given an id or prefix)."""
-    result, table = _scan(git, cfg, notices if notices is not None else [])
+                   notices: list[str] | None = None, *, outside: bool = False) -> WorkTreeScan:
+    """This work tree's priced events by session (only `session`'s, given an id or prefix).
+    `outside`: scan every transcript, to tell which of these sessions' requests ran elsewhere
+    (a full scan: for backfill, never for the hook)."""
+    result, table = _scan(git, cfg, notices if notices is not None else [], every_cwd=outside)
+    events = result.events
+    elsewhere: list[UsageEvent] = []
+    if outside:
+        belongs = work_tree_filter(git)
+        events = [e for e in result.events if belongs(e.cwd)]
+        mine = {e.session_id for e in events}
+        elsewhere = [e for e in result.events if e.session_id in mine and not belongs(e.cwd)]
     by_session: dict[str, list[UsageEvent]] = defaultdict(list)
-    for ev in result.events:
+    for ev in events:
         if session is None or ev.session_id == session or ev.session_id.startswith(session):
             by_session[ev.session_id].append(ev)
     costs = {} if cfg.pricing.mode == "calculate" else result.session_costs  # calculate: lines only
@@ -218,7 +231,7 @@ def session_events(git: GitContext, cfg: Config, session: str | None = None,
     return WorkTreeScan(by_session, table.date, result.stats.skipped_lines,
                         [p for p in result.pr_links if p.session_id in by_session],
                         {sid: c for sid, c in costs.items() if sid in by_session},
-                        len(result.files), result.looked_in)
+                        len(result.files), result.looked_in, elsewhere)
 
 
 def text(value: str | None) -> str | None:
@@ -289,13 +302,13 @@ def upload(
 
     try:
         with store.write() as tx:
-            new = _new_events(tx, where.repo, by_session, git)
+            new = new_events(tx, where.repo, by_session, git)
             opened = tx.open_on(where.repo, point.current) if point.sha is not None else []
             out.attribution = attribute(new, opened, point, find_issues, where, now=now, base_cutoff=cutoff)
-            _add_residuals(tx, where.repo, scanned, out.attribution)
+            add_residuals(tx, where.repo, scanned, out.attribution)
             out.label = _label(point, out.attribution)
-            out.links, out.new_prs = _links(tx, where.repo, point, out.attribution.records, wanted_prs, now)
-            out.links += _pr_link_records(scanned, by_session, git, where.repo, now)
+            out.links, out.new_prs = branch_links(tx, where.repo, point, out.attribution.records, wanted_prs, now)
+            out.links += pr_link_records(scanned, by_session, git, where.repo, now)
             out.rewrites = rewrite_records(tx, where.repo, [(old, git.head_sha) for old in git.rewritten_from
                                                             if git.head_sha], text(git.branch), text(git.head_message),
                                            find_issues, now)
@@ -333,7 +346,7 @@ def upload(
     return out
 
 
-def _new_events(tx: Transaction, repo: str, by_session: dict[str, list[UsageEvent]],
+def new_events(tx: Transaction, repo: str, by_session: dict[str, list[UsageEvent]],
                 git: GitContext) -> dict[str, list[UsageEvent]]:
     """The events no record covers yet, by session. A v1 watermark (a 0.1 ledger's last view of a
     session) covers what it held, once."""
@@ -364,7 +377,7 @@ def _legacy_applies(mark: tuple[str | None, str | None, str], repo: str, git: Gi
     return bool(cwd) and is_inside(cwd, git.worktrees or (git.workdir,))
 
 
-def _pr_link_records(scanned: WorkTreeScan, by_session: dict[str, list[UsageEvent]], git: GitContext, repo: str,
+def pr_link_records(scanned: WorkTreeScan, by_session: dict[str, list[UsageEvent]], git: GitContext, repo: str,
                      now: str) -> list[LinkRecord]:
     """Claude Code's `pr-link` records, as `upload --pr` would link them: the session's spend on the
     branch it was on, in this repository only (`prRepository` must name it)."""
@@ -393,7 +406,7 @@ def _branch_at(events: list[UsageEvent], ts: str | None) -> str | None:
 RESIDUAL_MODEL = "(within session, not attributable to a line)"
 
 
-def _add_residuals(tx: Transaction, repo: str, scanned: WorkTreeScan, attribution: Attribution) -> None:
+def add_residuals(tx: Transaction, repo: str, scanned: WorkTreeScan, attribution: Attribution) -> None:
     """Claude Code's own cost of a session (`cost-state`) covers calls no line shows (auxiliary
     models): the part of it above the session's priced lines is recorded, as it grows, on the
     session's newest record of this run, authoritative, never spread over the lines."""
@@ -421,7 +434,7 @@ def _label(point: CommitPoint, attribution: Attribution) -> str | None:
     return f"commit {point.sha[:7]}"
 
 
-def _links(tx: Transaction, repo: str, point: CommitPoint, new: list[SpendRecord], prs: list[int],
+def branch_links(tx: Transaction, repo: str, point: CommitPoint, new: list[SpendRecord], prs: list[int],
            now: str) -> tuple[list[LinkRecord], list[int]]:
     """Link records: `--pr` links every session's spend on the checked-out branch, now and later;
     a branch already linked links the sessions that newly spend on it."""

@@ -6,6 +6,7 @@ error statuses and headers. It speaks just enough of the API for `costattr comme
 
     GET   {prefix}/user
     GET   {prefix}/repos/{o}/{r}
+    GET   {prefix}/repos/{o}/{r}/pulls?head=owner:branch                 (paginated)
     GET   {prefix}/repos/{o}/{r}/pulls/{n}
     GET   {prefix}/repos/{o}/{r}/pulls/{n}/commits                  (paginated)
     GET   {prefix}/repos/{o}/{r}/issues/{n}/comments                (paginated, 30 per page default)
@@ -280,6 +281,12 @@ class FakeGitHub:
         repo, rest = self.repos[m[1]], m[2] or ""
         if rest == "" and method == "GET":
             return 200, {}, self._repo_json(repo.full_name)
+
+        if rest == "/pulls" and method == "GET":  # ?state=all&head=owner:branch, as backfill asks
+            owner, _, ref = query.get("head", ":").partition(":")
+            found = [self._pull_json(repo.full_name, p) for p in sorted(repo.pulls.values(), key=lambda p: p.number)
+                     if (not ref or p.head_ref == ref) and (not owner or (p.head_repo or "").split("/")[0] == owner)]
+            return self._page(path, query, found)
 
         if (pm := re.fullmatch(r"/pulls/(\d+)(/commits)?", rest)) and method == "GET":
             pull = repo.pulls.get(int(pm[1]))

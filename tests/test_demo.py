@@ -85,7 +85,7 @@ def test_demo_keep_says_where_and_leaves_it(env_dirs: dict[str, Path], hostile_e
     exported = subprocess.run([sys.executable, "-m", "costattr", "export"], cwd=dirs.repo, capture_output=True,
                               text=True, check=True, env={**os.environ, "COSTATTR_HOME": str(dirs.state)})
     ledger = json.loads(exported.stdout)
-    assert len(ledger["data"]) == 3  # two Claude Code sessions and a Codex one
+    assert len(ledger["data"]) == 4  # three Claude Code sessions (one backfilled) and a Codex one
     assert {e["tool"] for e in ledger["data"].values()} == {"claude", "codex"}
     assert any(demo.PR_NUMBER in e["prs"] for e in ledger["data"].values())
     assert f"export COSTATTR_HOME={dirs.state}" in proc.stdout

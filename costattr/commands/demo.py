@@ -42,6 +42,14 @@ class _CommitPrinter:
         _say(f"     {record.sha[:7]} {subject:<{_SUBJECT_WIDTH}}  hook: {record.hook_summary}")
 
 
+def _show_backfill(summary: str) -> None:
+    for line in summary.rstrip().splitlines():
+        _say(f"   {line}".rstrip())
+    _say()
+    _say("2. The hook (costattr install), then three AI sessions on three issue branches. Each", bold=True)
+    _say("   `git commit` fires the hook, which prints the new spend in USD and its cache hit rate:", bold=True)
+
+
 def _show(result: demo.DemoResult) -> None:
     _say(f"   Pull request #{demo.PR_NUMBER} opened from {demo.JIRA_BRANCH}: "
          f"costattr upload --pr {demo.PR_NUMBER}")
@@ -89,11 +97,9 @@ def command(keep: bool) -> None:
         _say("costattr demo: the whole flow on made-up data, in a throw-away directory.", bold=True)
         _say("Your own transcripts, ledger and git settings are not touched.")
         _say()
-        _say(f"1. A repository ({demo.REPO_NAME}, origin {demo.ORIGIN_URL}) with the hook: costattr install",
-             bold=True)
-        _say("2. Three AI sessions on three issue branches. Each `git commit` fires the hook, which", bold=True)
-        _say("   prints the new spend in USD and its cache hit rate:", bold=True)
-        result = demo.run_demo(root, _CommitPrinter())
+        _say(f"1. A repository ({demo.REPO_NAME}, origin {demo.ORIGIN_URL}) with two days of history made", bold=True)
+        _say(f"   before costattr ({demo.HISTORY_BRANCH}, merged and deleted): costattr backfill", bold=True)
+        result = demo.run_demo(root, _CommitPrinter(), on_backfill=_show_backfill)
         _show(result)
         done = True
     finally:

@@ -45,6 +45,7 @@ class Row:
     first_ts: str | None = None
     last_ts: str | None = None
     budget: Decimal | None = None
+    backfilled: Decimal = Decimal(0)  # of `cost`, what `costattr backfill` recorded
     # (spend record, cost of it in this row): what --tree drills into
     parts: list[tuple[Spend, Decimal]] = field(default_factory=list)
 
@@ -82,6 +83,8 @@ class Row:
                 self.unpriced_requests += p.unpriced
                 self.unpriced_models[p.model] = self.unpriced_models.get(p.model, 0) + p.unpriced
         self.cost += cost
+        if spend.record.backfilled:
+            self.backfilled += cost
         self.sessions.add(spend.session_id)
         if spend.commit:
             self._commits[spend.commit] = None
@@ -100,6 +103,7 @@ class Row:
     def absorb(self, other: Row) -> None:
         """Fold a whole row in (the `--top` remainder)."""
         self.cost += other.cost
+        self.backfilled += other.backfilled
         self.authoritative += other.authoritative
         self.tokens.add(other.tokens)
         self.requests += other.requests
@@ -135,6 +139,8 @@ class Row:
         if self.unpriced_requests:
             out["unpriced_requests"] = self.unpriced_requests
             out["unpriced_models"] = dict(sorted(self.unpriced_models.items()))
+        if self.backfilled:  # only then: a ledger the hook alone wrote reads as it always did
+            out["backfilled_usd"] = to_json_money(self.backfilled)
         if self.budget is not None:
             out["budget_usd"] = to_json_money(self.budget)
             out["over_budget"] = self.over_budget
