@@ -86,6 +86,8 @@ def test_no_command_ever_writes_or_prints_a_secret(tmp_path: Path, env_dirs: dic
             assert run("trust").returncode == 0 and run("trust", "--list").returncode == 0
             assert run("sessions", "--format", "json").returncode == 0
             assert run("base").returncode == 0
+            assert run("backfill", "--dry-run").returncode == 0
+            assert run("backfill").returncode == 0  # with the token: asks the fake GitHub for PRs
             assert run(*HOOK).returncode == 0
             assert run("upload", "--pr", "5").returncode == 0
             assert run("upload", "--dry-run").returncode == 0
